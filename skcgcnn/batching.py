@@ -1,0 +1,105 @@
+"""Batches: slices of :class:`~skcgcnn.graphs.CrystalGraphs` -> one disjoint graph of tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .graphs import CrystalGraphs
+
+__all__ = ["GraphBatch", "collate_graphs", "CrystalGraphDataset", "passthrough_collate"]
+
+
+class GraphBatch:
+    """Tensors of several crystals merged into one disjoint graph.
+
+    ``len()`` is the number of crystals (what skorch counts as the batch size);
+    :meth:`to` gives the keyword arguments of :meth:`skcgcnn.nn.CGCNN.forward`
+    on a device.
+
+    Parameters
+    ----------
+    tensors : dict of Tensor
+        See :func:`collate_graphs`.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors["n_atoms"])
+
+    def to(self, device, non_blocking: bool = False) -> dict[str, torch.Tensor]:
+        """The tensors on ``device``, as a dict."""
+        return {k: t.to(device, non_blocking=non_blocking) for k, t in self.tensors.items()}
+
+    def pin_memory(self) -> "GraphBatch":
+        """Page-locked copy, used by ``DataLoader(pin_memory=True)`` for asynchronous copies to a GPU."""
+        return GraphBatch({k: t.pin_memory() for k, t in self.tensors.items()})
+
+
+def collate_graphs(graphs: CrystalGraphs) -> GraphBatch:
+    """Merge crystals into one disjoint graph with a flat list of real edges.
+
+    Neighbour indices are shifted by each crystal's first atom, and masked
+    slots are dropped, so the model sums over real neighbours only.
+
+    Parameters
+    ----------
+    graphs : CrystalGraphs
+
+    Returns
+    -------
+    GraphBatch
+        Holding ``atomic_numbers`` (n_atoms,), ``edge_src`` and ``edge_dst`` (n_edges,)
+        atom indices in the batch, ``edge_dist`` (n_edges,) in Å,
+        ``crystal_idx`` (n_atoms,) and ``n_atoms`` (n_crystals,).
+    """
+    n_atoms = graphs.n_atoms
+    crystal_idx = np.repeat(np.arange(len(graphs)), n_atoms)
+    src, slot = np.nonzero(graphs.nbr_mask)
+    dst = graphs.nbr_idx[src, slot] + graphs.offsets[crystal_idx[src]]
+    return GraphBatch({
+        "atomic_numbers": torch.from_numpy(graphs.atomic_numbers.astype(np.int64)),
+        "edge_src": torch.from_numpy(src),
+        "edge_dst": torch.from_numpy(dst),
+        "edge_dist": torch.from_numpy(graphs.nbr_dist[src, slot]),
+        "crystal_idx": torch.from_numpy(crystal_idx),
+        "n_atoms": torch.from_numpy(n_atoms),
+    })
+
+
+def passthrough_collate(batch):
+    """Collate function for a dataset whose ``__getitems__`` already returns a whole batch."""
+    return batch
+
+
+class CrystalGraphDataset(Dataset):
+    """A torch dataset over crystal graphs that builds whole batches at once.
+
+    ``DataLoader`` calls ``__getitems__`` with a batch of indices, so a batch
+    is one vectorised gather from the container rather than one Python call
+    per crystal; pair it with :func:`passthrough_collate`.
+
+    Parameters
+    ----------
+    X : CrystalGraphs
+    y : array-like of shape (n_crystals, ...), default=None
+    """
+
+    def __init__(self, X: CrystalGraphs, y=None):
+        if not isinstance(X, CrystalGraphs):
+            raise TypeError(f"CrystalGraphDataset needs CrystalGraphs, got {type(X).__name__}")
+        self.X = X
+        self.y = None if y is None else torch.as_tensor(np.asarray(y))
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitems__(self, indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        return collate_graphs(self.X[idx]), None if self.y is None else self.y[idx]
+
+    def __getitem__(self, index):
+        return self.__getitems__([index])

@@ -1,0 +1,171 @@
+"""The CGCNN model in plain PyTorch (no pymatgen, no scikit-learn)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["GaussianExpansion", "CGConv", "CGCNN", "POOLINGS"]
+
+#: Pooling names accepted by :class:`CGCNN`.
+POOLINGS = ("mean", "sum", "max", "linear")
+
+
+class GaussianExpansion(nn.Module):
+    """Expand distances on Gaussians centred ``dmin, dmin + step, ..., radius``, of width ``step``.
+
+    Parameters
+    ----------
+    dmin, radius, step : float
+        First centre, last centre and spacing, in Å.
+    """
+
+    def __init__(self, dmin: float = 0.0, radius: float = 8.0, step: float = 0.2):
+        super().__init__()
+        n = int(round((radius - dmin) / step)) + 1
+        self.register_buffer("centers", torch.linspace(dmin, dmin + (n - 1) * step, n))
+        self.width = step
+
+    def forward(self, distances: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-(((distances[..., None] - self.centers) / self.width) ** 2))
+
+
+class CGConv(nn.Module):
+    """One gated crystal graph convolution.
+
+    For atom ``i`` with neighbours ``j``: ``z = W [v_i, v_j, u_ij] + b``,
+    batch-normalised and split into a filter and a core;
+    ``v_i <- softplus(v_i + BN(sum_j sigmoid(filter) * softplus(core)))``.
+    The linear map is applied in its factorised form
+    ``W_1 v_i + W_2 v_j + W_3 u_ij``: the atom terms once per atom, only the
+    edge term per edge.
+
+    Parameters
+    ----------
+    atom_fea_len : int
+        Length of the atom vectors ``v``.
+    nbr_fea_len : int
+        Length of the edge vectors ``u`` (number of Gaussians).
+    """
+
+    def __init__(self, atom_fea_len: int, nbr_fea_len: int):
+        super().__init__()
+        self.atom_fea_len = atom_fea_len
+        self.fc = nn.Linear(2 * atom_fea_len + nbr_fea_len, 2 * atom_fea_len)
+        self.bn_edge = nn.BatchNorm1d(2 * atom_fea_len)
+        self.bn_sum = nn.BatchNorm1d(atom_fea_len)
+
+    def forward(self, v: torch.Tensor, u: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor) -> torch.Tensor:
+        f = self.atom_fea_len
+        weight = self.fc.weight
+        atom_weight = torch.cat((weight[:, :f], weight[:, f : 2 * f]), dim=0)
+        self_term, nbr_term = F.linear(v, atom_weight).split(2 * f, dim=1)
+        z = (self_term + self.fc.bias)[edge_src] + nbr_term[edge_dst] + F.linear(u, weight[:, 2 * f :])
+        gate, core = self.bn_edge(z).chunk(2, dim=1)
+        messages = torch.sigmoid(gate) * F.softplus(core)
+        summed = torch.zeros_like(v).index_add_(0, edge_src, messages)
+        return F.softplus(v + self.bn_sum(summed))
+
+
+class CGCNN(nn.Module):
+    """Crystal graph convolutional neural network (Xie & Grossman, PRL 2018).
+
+    Atom vectors are looked up from ``atom_feature_table`` and embedded, updated
+    by ``n_conv`` :class:`CGConv` layers, pooled per crystal and passed through
+    ``n_h`` hidden layers to ``n_out`` outputs. With ``pooling="linear"`` the
+    hidden layers act on every atom and the per-atom outputs are averaged, so
+    each prediction is the mean of per-site contributions.
+
+    Parameters
+    ----------
+    atom_feature_table : array-like of shape (n_elements, n_features)
+        Row ``Z`` is the feature vector of atomic number ``Z``.
+    dmin, radius, step : float
+        Gaussian distance expansion (see :class:`GaussianExpansion`).
+    atom_fea_len : int, default=64
+    n_conv : int, default=3
+    h_fea_len : int, default=128
+    n_h : int, default=1
+    n_out : int, default=1
+        Targets (regression) or classes (logits).
+    pooling : {"mean", "sum", "max", "linear"}, default="mean"
+    dropout : float, default=0.0
+        Dropout before the output layer.
+    """
+
+    def __init__(
+        self,
+        atom_feature_table,
+        dmin: float = 0.0,
+        radius: float = 8.0,
+        step: float = 0.2,
+        atom_fea_len: int = 64,
+        n_conv: int = 3,
+        h_fea_len: int = 128,
+        n_h: int = 1,
+        n_out: int = 1,
+        pooling: str = "mean",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if n_h < 1:
+            raise ValueError(f"n_h must be at least 1, got {n_h}")
+        table = torch.as_tensor(atom_feature_table, dtype=torch.float32)
+        self.register_buffer("atom_table", table)
+        self.pooling = pooling
+        self.embedding = nn.Linear(table.shape[1], atom_fea_len)
+        self.expansion = GaussianExpansion(dmin, radius, step)
+        n_gauss = len(self.expansion.centers)
+        self.convs = nn.ModuleList(CGConv(atom_fea_len, n_gauss) for _ in range(n_conv))
+        self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
+        self.hidden = nn.ModuleList(nn.Linear(h_fea_len, h_fea_len) for _ in range(n_h - 1))
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(h_fea_len, n_out)
+
+    def atom_vectors(self, atomic_numbers, edge_src, edge_dst, edge_dist) -> torch.Tensor:
+        """Atom vectors after the convolutions, shape (n_atoms, atom_fea_len)."""
+        # Embedding the table once and gathering equals embedding every atom's vector.
+        v = self.embedding(self.atom_table)[atomic_numbers]
+        u = self.expansion(edge_dist)
+        for conv in self.convs:
+            v = conv(v, u, edge_src, edge_dst)
+        return v
+
+    def _pool(self, x, crystal_idx, n_atoms, how):
+        out = x.new_zeros((n_atoms.shape[0], x.shape[1]))
+        if how == "max":
+            index = crystal_idx[:, None].expand_as(x)
+            return out.scatter_reduce_(0, index, x, reduce="amax", include_self=False)
+        out.index_add_(0, crystal_idx, x)
+        return out if how == "sum" else out / n_atoms[:, None].to(x.dtype)
+
+    def _first_hidden(self, x):
+        return F.softplus(self.conv_to_fc(F.softplus(x)))
+
+    def _head(self, h):
+        for layer in self.hidden:
+            h = F.softplus(layer(h))
+        return self.out(self.dropout(h))
+
+    def crystal_features(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms):
+        """Crystal vectors after pooling and the first hidden layer, shape (n_crystals, h_fea_len)."""
+        v = self.atom_vectors(atomic_numbers, edge_src, edge_dst, edge_dist)
+        if self.pooling == "linear":
+            return self._pool(self._first_hidden(v), crystal_idx, n_atoms, "mean")
+        return self._first_hidden(self._pool(v, crystal_idx, n_atoms, self.pooling))
+
+    def site_contributions(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms):
+        """Per-atom outputs whose crystal means are the predictions (``pooling="linear"`` only)."""
+        if self.pooling != "linear":
+            raise ValueError(f"site contributions need pooling='linear', this model uses {self.pooling!r}")
+        v = self.atom_vectors(atomic_numbers, edge_src, edge_dst, edge_dist)
+        return self._head(self._first_hidden(v))
+
+    def forward(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms):
+        if self.pooling == "linear":
+            sites = self.site_contributions(atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms)
+            return self._pool(sites, crystal_idx, n_atoms, "mean")
+        return self._head(self.crystal_features(atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms))

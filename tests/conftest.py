@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from skcgcnn.datasets import make_ionic_crystals
+
+
+def varied_structures(n: int, seed: int = 0) -> list[Structure]:
+    """1-atom cells, skewed triclinic cells, small ionic cells and 100+ atom supercells."""
+    rng = np.random.default_rng(seed)
+    ionic, _ = make_ionic_crystals(n, random_state=seed)
+    out = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            out.append(Structure(Lattice.cubic(rng.uniform(2.2, 3.5)), [rng.choice(["Cu", "Fe", "Al"])], [[0, 0, 0]]))
+        elif kind == 1:
+            lattice = Lattice.from_parameters(*rng.uniform(3.0, 6.0, 3), *rng.uniform(60, 120, 3))
+            n_sites = int(rng.integers(2, 6))
+            out.append(Structure(lattice, list(rng.choice(["O", "Si", "Mg", "Li"], n_sites)), rng.random((n_sites, 3))))
+        elif kind == 2:
+            out.append(ionic[i])
+        else:
+            out.append(ionic[i] * (3, 3, 2) if len(ionic[i]) >= 8 else ionic[i] * (4, 4, 4))
+    return out
+
+
+@pytest.fixture(scope="session")
+def ionic():
+    return make_ionic_crystals(90, random_state=0)
