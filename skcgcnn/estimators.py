@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
+from torch.utils.data import Subset
 
 from .batching import CrystalGraphDataset, passthrough_collate
 from .graphs import CrystalGraphs, CrystalGraphTransformer
@@ -57,6 +58,8 @@ class _CGCNNMixin:
         if not getattr(self, "initialized_", False) or not hasattr(self, "graph_settings_"):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
         settings = self.graph_settings_
+        if isinstance(X, Subset) and isinstance(X.dataset, CrystalGraphDataset):
+            X = X.dataset.X[np.asarray(X.indices)]  # skorch's scoring callbacks pass validation subsets
         if isinstance(X, CrystalGraphs):
             if X.settings != settings:
                 raise ValueError(
@@ -107,7 +110,8 @@ class _CGCNNMixin:
         for i, (name, cb) in enumerate(self.callbacks_):
             monitor = getattr(cb, "monitor", None)
             if isinstance(monitor, str) and monitor.startswith("valid_"):
-                replacement = clone(cb).set_params(monitor="train_" + monitor[len("valid_") :])
+                replacement = clone(cb)
+                replacement.set_params(monitor="train_" + monitor[len("valid_") :])
                 replacement.initialize()
                 self.callbacks_[i] = (name, replacement)
                 warnings.warn(
@@ -180,14 +184,8 @@ class _CGCNNMixin:
     def infer(self, x, **fit_params):
         return self.module_(**x.to(self.device, non_blocking=True), **fit_params)
 
-    def _forward_numpy(self, graphs: CrystalGraphs, method: str = "forward") -> np.ndarray:
-        self.module_.eval()
-        forward = getattr(self.module_, method)
-        outputs = []
-        with torch.no_grad():
-            for batch, _ in self.get_iterator(self.get_dataset(graphs), training=False):
-                outputs.append(forward(**batch.to(self.device, non_blocking=True)))
-        return torch.cat(outputs).float().cpu().numpy()
+    def _forward_numpy(self, graphs: CrystalGraphs) -> np.ndarray:
+        return torch.cat(list(self.forward_iter(graphs, training=False))).float().cpu().numpy()
 
     def transform(self, X) -> np.ndarray:
         """Crystal feature vectors (after pooling and the first hidden layer).
@@ -200,7 +198,14 @@ class _CGCNNMixin:
         -------
         ndarray of shape (n_crystals, h_fea_len)
         """
-        return self._forward_numpy(self._as_graphs(X, fitting=False), "crystal_features")
+        dataset = self.get_dataset(self._as_graphs(X, fitting=False))
+        self.module_.eval()
+        with torch.no_grad():
+            features = [
+                self.module_.crystal_features(**batch.to(self.device, non_blocking=True))
+                for batch, _ in self.get_iterator(dataset, training=False)
+            ]
+        return torch.cat(features).float().cpu().numpy()
 
 
 class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
@@ -503,4 +508,5 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         -------
         ndarray of shape (n_crystals,)
         """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
