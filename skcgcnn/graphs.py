@@ -7,15 +7,17 @@ to pickle and to run in joblib workers.
 from __future__ import annotations
 
 import warnings
+from os import PathLike
 from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
+from pymatgen.optimization.neighbors import find_points_in_spheres
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
 from .elements import AtomFeatures
-from .structures import as_input_list, as_structure
+from .structures import as_input_list, as_structure, chunk_size
 
 __all__ = ["GraphSettings", "CrystalGraphs", "CrystalGraphTransformer", "concat_ranges"]
 
@@ -201,42 +203,82 @@ class CrystalGraphs:
         )
 
 
-def _structure_graph(structure, settings: GraphSettings, position: int):
-    """Neighbour arrays of one structure: the ``max_num_nbr`` nearest within ``radius``."""
-    numbers = np.asarray(structure.atomic_numbers)
+def _neighbour_list(structure, radius: float, max_num_nbr: int):
+    """(centre, neighbour, image, distance) pairs that include every atom's nearest ``max_num_nbr``.
+
+    Calls the compiled kernel behind ``Structure.get_neighbor_list`` directly
+    (its wrapper adds per-pair Python work). The search starts in a sphere
+    expected to hold about three times ``max_num_nbr`` atoms at the cell's
+    mean density and falls back to ``radius`` when any atom has fewer than
+    ``max_num_nbr`` neighbours in it: the ``max_num_nbr`` nearest within the
+    smaller sphere are then exactly the nearest within ``radius``, while a
+    search to 8 Å would return about ten times more pairs to sort.
+    """
+    cart = np.ascontiguousarray(structure.cart_coords, dtype=float)
+    lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=float)
+    pbc = np.ascontiguousarray(structure.pbc, dtype=np.int64)
+    volume_per_atom = abs(np.linalg.det(lattice)) / len(cart)
+    r = min(radius, (9 * max_num_nbr * volume_per_atom / (4 * np.pi)) ** (1 / 3))
+    while True:
+        centers, points, images, dists = find_points_in_spheres(cart, cart, r=r, pbc=pbc, lattice=lattice, tol=1e-8)
+        real = ((centers != points) | (dists > 1e-8)) & (dists <= radius)
+        centers, points, images, dists = centers[real], points[real], images[real], dists[real]
+        if r >= radius or np.bincount(centers, minlength=len(cart)).min() >= max_num_nbr:
+            return centers, points, images, dists
+        r = radius
+
+
+def _check_elements(numbers: np.ndarray, crystal: np.ndarray, structures, start: int, settings) -> None:
     known = settings.atom_features.known
     bad = (numbers < 0) | (numbers >= len(known))
     bad[~bad] = ~known[numbers[~bad]]
     if bad.any():
-        symbols = sorted({structure[i].species_string for i in np.flatnonzero(bad)})
+        first = int(crystal[np.flatnonzero(bad)[0]])
+        local = bad[crystal == first]
+        symbols = sorted({structures[first][i].species_string for i in np.flatnonzero(local)})
         raise ValueError(
-            f"input {position}: element(s) {', '.join(symbols)} absent from the "
+            f"input {start + first}: element(s) {', '.join(symbols)} absent from the "
             f"{settings.atom_features.name!r} atom feature table"
         )
-    n, m = len(numbers), settings.max_num_nbr
-    centers, points, images, dists = structure.get_neighbor_list(settings.radius)
-    # Deterministic order: by centre, then distance, then neighbour index and image.
-    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], points, dists, centers))
-    centers, points, dists = centers[order], points[order], dists[order]
-    first = np.searchsorted(centers, np.arange(n))
-    rank = np.arange(len(centers)) - first[centers]
-    keep = rank < m
-    nbr_idx = np.zeros((n, m), dtype=np.int32)
-    nbr_dist = np.zeros((n, m), dtype=np.float32)
-    nbr_mask = np.zeros((n, m), dtype=bool)
-    nbr_idx[centers[keep], rank[keep]] = points[keep]
-    nbr_dist[centers[keep], rank[keep]] = dists[keep]
-    nbr_mask[centers[keep], rank[keep]] = True
-    return numbers.astype(np.uint8), nbr_idx, nbr_dist, nbr_mask
 
 
 def _graphs_of_chunk(items, start: int, settings: GraphSettings) -> CrystalGraphs:
-    arrays = [
-        _structure_graph(as_structure(obj, start + i), settings, start + i) for i, obj in enumerate(items)
-    ]
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum([len(a[0]) for a in arrays], out=offsets[1:])
-    return CrystalGraphs(*(np.concatenate(col) for col in zip(*arrays)), offsets, settings)
+    """Crystal graphs of consecutive inputs, ranked and packed in one vectorised pass.
+
+    Only the neighbour search runs per structure; ordering and truncation to
+    the ``max_num_nbr`` nearest happen once over the whole chunk, because the
+    fixed cost of a dozen small numpy calls per structure would otherwise
+    dominate on cells of a few atoms.
+    """
+    structures = [as_structure(obj, start + i) for i, obj in enumerate(items)]
+    counts = np.fromiter((len(s) for s in structures), dtype=np.int64, count=len(structures))
+    offsets = np.zeros(len(structures) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    crystal = np.repeat(np.arange(len(structures)), counts)
+    numbers = np.fromiter((site.specie.Z for s in structures for site in s), dtype=np.int64, count=offsets[-1])
+    _check_elements(numbers, crystal, structures, start, settings)
+
+    lists = [_neighbour_list(s, settings.radius, settings.max_num_nbr) for s in structures]
+    shift = np.repeat(offsets[:-1], [len(c) for c, _, _, _ in lists])
+    centers = np.concatenate([c for c, _, _, _ in lists]) + shift
+    points = np.concatenate([p for _, p, _, _ in lists]) + shift
+    images = np.concatenate([i for _, _, i, _ in lists]).reshape(-1, 3)
+    dists = np.concatenate([d for _, _, _, d in lists])
+    # Deterministic order: by centre, then distance, then neighbour index and image.
+    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], points, dists, centers))
+    centers, points, dists = centers[order], points[order] - shift[order], dists[order]
+    n, m = int(offsets[-1]), settings.max_num_nbr
+    first = np.searchsorted(centers, np.arange(n))
+    rank = np.arange(len(centers)) - first[centers]
+    keep = rank < m
+    rows, cols = centers[keep], rank[keep]
+    nbr_idx = np.zeros((n, m), dtype=np.int32)
+    nbr_dist = np.zeros((n, m), dtype=np.float32)
+    nbr_mask = np.zeros((n, m), dtype=bool)
+    nbr_idx[rows, cols] = points[keep]
+    nbr_dist[rows, cols] = dists[keep]
+    nbr_mask[rows, cols] = True
+    return CrystalGraphs(numbers.astype(np.uint8), nbr_idx, nbr_dist, nbr_mask, offsets, settings)
 
 
 class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
@@ -264,7 +306,10 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         in the original ``atom_init.json`` layout.
     n_jobs : int, default=None
         Processes used to parse and featurize (joblib semantics; ``None`` = 1).
-        The result does not depend on it.
+        The result does not depend on it. Only inputs that need parsing (CIF
+        text, file paths) are sent to worker processes: for ready-made
+        ``Structure``/``Atoms`` objects, shipping them to a worker costs more
+        than building their graphs (see ``benchmarks/featurize.py``).
     verbose : int, default=0
         Show a progress bar when positive.
 
@@ -322,10 +367,11 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
                 )
             return X
         items = as_input_list(X)
-        chunk = max(1, min(256, -(-len(items) // (8 * max(1, abs(self.n_jobs or 1))))))
+        n_jobs = self.n_jobs if any(isinstance(obj, (str, PathLike)) for obj in items) else None
+        chunk = chunk_size(len(items), n_jobs)
         starts = range(0, len(items), chunk)
         jobs = (delayed(_graphs_of_chunk)(items[s : s + chunk], s, settings) for s in starts)
-        results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
         if self.verbose:
             results = tqdm(results, total=len(starts), desc="crystal graphs", unit="chunk")
         graphs = CrystalGraphs.concatenate(list(results))

@@ -1,4 +1,4 @@
-"""Data sets: a generated set of ionic crystals that needs no download."""
+"""A generated set of ionic crystals labelled by a physical code; needs no download."""
 
 from __future__ import annotations
 
