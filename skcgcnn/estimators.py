@@ -20,7 +20,11 @@ from .batching import CrystalGraphDataset, passthrough_collate
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 from .nn import CGCNN
 
-__all__ = ["CGCNNRegressor", "CGCNNClassifier"]
+__all__ = ["CGCNNRegressor", "CGCNNClassifier", "OPTIMIZERS"]
+
+#: String aliases accepted for ``optimizer``; plain strings keep search spaces
+#: JSON-serialisable (Optuna storages) where a class would not be.
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 class _CGCNNMixin:
@@ -120,6 +124,19 @@ class _CGCNNMixin:
                     UserWarning,
                     stacklevel=2,
                 )
+        return self
+
+    def initialize_optimizer(self, triggered_directly=None):
+        """Build the optimizer; ``optimizer`` may be a class or a key of :data:`OPTIMIZERS`."""
+        optimizer = self.optimizer
+        if isinstance(optimizer, str):
+            if optimizer.lower() not in OPTIMIZERS:
+                raise ValueError(
+                    f"optimizer must be a torch optimizer class or one of {sorted(OPTIMIZERS)}, got {optimizer!r}"
+                )
+            optimizer = OPTIMIZERS[optimizer.lower()]
+        args, kwargs = self.get_params_for_optimizer("optimizer", self.get_all_learnable_params())
+        self.optimizer_ = optimizer(*args, **kwargs)
         return self
 
     @contextmanager
@@ -242,7 +259,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
     random_state : int, RandomState or None, default=None
         Seeds initialisation and shuffling; a fixed value makes a CPU fit
         reproducible.
-    optimizer : torch optimizer class, default=torch.optim.AdamW
+    optimizer : torch optimizer class or {"adamw", "adam", "sgd"}, default=torch.optim.AdamW
     lr : float, default=1e-3
     max_epochs : int, default=100
     batch_size : int, default=64

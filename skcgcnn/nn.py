@@ -61,7 +61,10 @@ class CGConv(nn.Module):
         weight = self.fc.weight
         atom_weight = torch.cat((weight[:, :f], weight[:, f : 2 * f]), dim=0)
         self_term, nbr_term = F.linear(v, atom_weight).split(2 * f, dim=1)
-        z = (self_term + self.fc.bias)[edge_src] + nbr_term[edge_dst] + F.linear(u, weight[:, 2 * f :])
+        # index_select rather than x[idx]: its backward is a scatter-add, while
+        # advanced indexing backpropagates through a much slower index_put.
+        atom_part = (self_term + self.fc.bias).index_select(0, edge_src) + nbr_term.index_select(0, edge_dst)
+        z = torch.addmm(atom_part, u, weight[:, 2 * f :].t())
         gate, core = self.bn_edge(z).chunk(2, dim=1)
         messages = torch.sigmoid(gate) * F.softplus(core)
         summed = torch.zeros_like(v).index_add_(0, edge_src, messages)
@@ -128,7 +131,7 @@ class CGCNN(nn.Module):
     def atom_vectors(self, atomic_numbers, edge_src, edge_dst, edge_dist) -> torch.Tensor:
         """Atom vectors after the convolutions, shape (n_atoms, atom_fea_len)."""
         # Embedding the table once and gathering equals embedding every atom's vector.
-        v = self.embedding(self.atom_table)[atomic_numbers]
+        v = self.embedding(self.atom_table).index_select(0, atomic_numbers)
         u = self.expansion(edge_dist)
         for conv in self.convs:
             v = conv(v, u, edge_src, edge_dst)

@@ -1,0 +1,138 @@
+"""Training and prediction speed of CGCNNRegressor, and the choice of its default optimizer.
+
+Parts (``--part``, default all):
+
+``speed``
+    Per-epoch training throughput (crystals/s, achieved FLOP/s from counted
+    multiply-adds), prediction throughput and peak RSS of the default
+    architecture on the first ``--n-mp`` crystals of mp_cgcnn_36737
+    (formation energy) and on perov_5, next to the straightforward
+    implementation in ``baseline.py`` on the same graphs.
+``optimizers``
+    Test MAE of optimizer/schedule recipes at a fixed epoch budget on
+    perov_5 (heat_ref), 80/10/10 split with seed 0.
+
+    python benchmarks/train.py --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch.callbacks import LRScheduler
+from sklearn.metrics import mean_absolute_error
+from sklearn.model_selection import train_test_split
+from torch.optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, OneCycleLR
+
+import baseline
+from common import MP_CSV, PEROV_CSV, emit, hardware, peak_rss_mib, require
+from skcgcnn import CGCNNRegressor, CrystalGraphTransformer
+from skcgcnn.datasets import load_csv
+
+
+def forward_macs(graphs, atom_fea_len=64, n_conv=3, h_fea_len=128, n_h=1) -> int:
+    """Multiply-adds of one forward pass of the factorised model over ``graphs``."""
+    n_atoms, n_edges = int(graphs.n_atoms.sum()), int(graphs.nbr_mask.sum())
+    n_gauss = len(graphs.settings.gaussian_centers)
+    f = atom_fea_len
+    per_conv = n_atoms * f * 4 * f + n_edges * n_gauss * 2 * f
+    head = len(graphs) * (f * h_fea_len + (n_h - 1) * h_fea_len**2 + h_fea_len)
+    embed = n_atoms * graphs.settings.atom_features.table.shape[1] * f
+    return n_conv * per_conv + head + embed
+
+
+def featurize(texts):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CrystalGraphTransformer(n_jobs=2).transform(texts)
+
+
+def speed(name, graphs, y, args):
+    common = {"benchmark": "train_speed", "data": name, "n_crystals": len(graphs),
+              "n_atoms": int(graphs.n_atoms.sum()), "n_edges": int(graphs.nbr_mask.sum()),
+              "device": args.device, "hardware": hardware(args.device)}
+    reg = CGCNNRegressor(max_epochs=args.speed_epochs, random_state=0, device=args.device)
+    reg.fit(graphs, y)
+    epoch_s = min(h["dur"] for h in reg.history[1:] or reg.history)
+    train_flop = 3 * 2 * forward_macs(graphs)  # backward costs about twice the forward
+    emit({**common, "implementation": "skcgcnn", "epoch_s": round(epoch_s, 3),
+          "crystals_per_s": round(len(graphs) / epoch_s, 1),
+          "train_gflop_per_epoch": round(train_flop / 1e9, 1),
+          "achieved_gflop_per_s": round(train_flop / epoch_s / 1e9, 1)}, args.results)
+    start = time.perf_counter()
+    reg.predict(graphs)
+    predict_s = time.perf_counter() - start
+    emit({**common, "implementation": "skcgcnn", "step": "predict", "seconds": round(predict_s, 3),
+          "crystals_per_s": round(len(graphs) / predict_s, 1), "peak_rss_mib": round(peak_rss_mib())},
+         args.results)
+    if args.device == "cpu" and not args.skip_baseline:
+        durations = baseline.train_epochs(graphs, y, epochs=2)
+        base_s = min(durations[1:] or durations)
+        emit({**common, "implementation": "baseline", "epoch_s": round(base_s, 3),
+              "crystals_per_s": round(len(graphs) / base_s, 1),
+              "speedup_of_skcgcnn": round(base_s / epoch_s, 2), "target_speedup": 3}, args.results)
+
+
+def recipes(epochs: int, batches_per_epoch: int) -> dict:
+    step = [int(0.8 * epochs)]
+    return {
+        "sgd_momentum_step (original)": dict(optimizer=torch.optim.SGD, lr=0.01, optimizer__momentum=0.9,
+                                             callbacks__lr_scheduler=LRScheduler(MultiStepLR, milestones=step)),
+        "sgd_momentum_cosine": dict(optimizer=torch.optim.SGD, lr=0.01, optimizer__momentum=0.9,
+                                    callbacks__lr_scheduler=LRScheduler(CosineAnnealingLR, T_max=epochs)),
+        "adam_step": dict(optimizer=torch.optim.Adam, lr=1e-3,
+                          callbacks__lr_scheduler=LRScheduler(MultiStepLR, milestones=step)),
+        "adamw_cosine (default)": dict(optimizer=torch.optim.AdamW, lr=1e-3),
+        "adamw_onecycle": dict(optimizer=torch.optim.AdamW, lr=1e-3, callbacks__lr_scheduler=LRScheduler(
+            OneCycleLR, max_lr=3e-3, total_steps=epochs * batches_per_epoch, step_every="batch")),
+    }
+
+
+def optimizers(graphs, y, args):
+    idx = np.arange(len(graphs))
+    train, rest = train_test_split(idx, test_size=0.2, random_state=0)
+    val, test = train_test_split(rest, test_size=0.5, random_state=0)
+    batches = -(-len(train) // 64)
+    for name, params in recipes(args.epochs, batches).items():
+        reg = CGCNNRegressor(max_epochs=args.epochs, random_state=0, device=args.device, **params)
+        start = time.perf_counter()
+        reg.fit(graphs[train], y[train])
+        emit({"benchmark": "optimizer_recipes", "data": "perov_5 heat_ref", "recipe": name,
+              "epochs": args.epochs, "n_train": len(train),
+              "val_mae": round(float(mean_absolute_error(y[val], reg.predict(graphs[val]))), 4),
+              "test_mae": round(float(mean_absolute_error(y[test], reg.predict(graphs[test]))), 4),
+              "fit_s": round(time.perf_counter() - start, 1), "device": args.device,
+              "hardware": hardware(args.device)}, args.results)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["speed", "optimizers", "all"], default="all")
+    parser.add_argument("--mp", type=Path, default=MP_CSV)
+    parser.add_argument("--perov", type=Path, default=PEROV_CSV)
+    parser.add_argument("--n-mp", type=int, default=5000)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--speed-epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=60, help="epoch budget of each optimizer recipe")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--results", type=Path, default=None)
+    args = parser.parse_args()
+
+    texts, perov_y, _ = load_csv(require(args.perov), target="heat_ref", parse=False)
+    perov = featurize(texts)
+    if args.part in ("speed", "all"):
+        texts, mp_y, _ = load_csv(require(args.mp), target="formation_energy_per_atom", parse=False,
+                                  nrows=args.n_mp)
+        speed(f"mp_cgcnn first {args.n_mp}", featurize(texts), mp_y, args)
+        speed("perov_5", perov, perov_y, args)
+    if args.part in ("optimizers", "all"):
+        optimizers(perov, perov_y, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Hyperparameter search with Optuna: a default search space and :func:`tune` with per-epoch pruning."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from sklearn.base import clone, is_classifier
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from skorch.callbacks import Callback
+
+from .estimators import _CGCNNMixin
+from .graphs import CrystalGraphs, CrystalGraphTransformer
+
+__all__ = ["default_search_space", "make_storage", "tune"]
+
+
+def _steps(estimator) -> tuple[str | None, str]:
+    """Prefixes of the graph step (or None) and of the network inside ``estimator``."""
+    if isinstance(estimator, _CGCNNMixin):
+        return None, ""
+    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[-1][1], _CGCNNMixin):
+        graph = [name for name, step in estimator.steps[:-1] if isinstance(step, CrystalGraphTransformer)]
+        return (graph[0] + "__" if graph else None), estimator.steps[-1][0] + "__"
+    raise TypeError(
+        "expected a CGCNNRegressor/CGCNNClassifier or a Pipeline ending in one, "
+        f"got {type(estimator).__name__}"
+    )
+
+
+def default_search_space(estimator=None) -> dict:
+    """A search space over the ranges explored in the CGCNN paper.
+
+    Architecture: ``atom_fea_len`` (32-128), ``n_conv`` (the paper's R, 1-5),
+    ``h_fea_len`` (32-256), ``n_h`` (the paper's L2, 1-4); training: ``lr``
+    (1e-4 to 1e-2, log scale), ``optimizer__weight_decay`` (1e-7 to 1e-2,
+    log scale) and ``batch_size``; and, when ``estimator`` is a Pipeline with
+    a :class:`CrystalGraphTransformer`, its ``radius`` (5-8 Å) and
+    ``max_num_nbr`` (8-16). Every value is a plain number or string, so the
+    space works with any Optuna storage.
+
+    Parameters
+    ----------
+    estimator : estimator or Pipeline, default=None
+        Names are prefixed to match it (``"cgcnn__lr"``, ``"graph__radius"``);
+        ``None`` gives the bare network's names.
+
+    Returns
+    -------
+    dict of str to optuna.distributions.BaseDistribution
+        Ready for ``optuna_integration.OptunaSearchCV`` or :func:`tune`.
+
+    Examples
+    --------
+    >>> space = default_search_space()
+    >>> sorted(space)[:3]
+    ['atom_fea_len', 'batch_size', 'h_fea_len']
+    """
+    graph, net = (None, "") if estimator is None else _steps(estimator)
+    space = {
+        f"{net}atom_fea_len": CategoricalDistribution([32, 64, 96, 128]),
+        f"{net}n_conv": IntDistribution(1, 5),
+        f"{net}h_fea_len": CategoricalDistribution([32, 64, 128, 256]),
+        f"{net}n_h": IntDistribution(1, 4),
+        f"{net}lr": FloatDistribution(1e-4, 1e-2, log=True),
+        f"{net}optimizer__weight_decay": FloatDistribution(1e-7, 1e-2, log=True),
+        f"{net}batch_size": CategoricalDistribution([32, 64, 128, 256]),
+    }
+    if graph is not None:
+        space[f"{graph}radius"] = FloatDistribution(5.0, 8.0, step=0.5)
+        space[f"{graph}max_num_nbr"] = IntDistribution(8, 16, step=2)
+    return space
+
+
+def make_storage(storage):
+    """Turn ``"journal:PATH"`` into an Optuna journal-file storage; pass anything else through.
+
+    A journal file works for processes on one machine or on several machines
+    sharing a file system; ``"sqlite:///study.db"`` suits one machine and
+    ``"postgresql://..."`` many.
+
+    Parameters
+    ----------
+    storage : str, optuna storage or None
+
+    Returns
+    -------
+    str, optuna storage or None
+    """
+    if isinstance(storage, str) and storage.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(storage[len("journal:") :]))
+    return storage
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution):
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    raise TypeError(f"{name}: unsupported distribution {type(distribution).__name__}")
+
+
+class _ReportAndPrune(Callback):
+    """Report the validation score after every epoch and stop a trial the pruner gives up on."""
+
+    def __init__(self, trial, scorer, X_val, y_val):
+        self.trial, self.scorer, self.X_val, self.y_val = trial, scorer, X_val, y_val
+
+    def on_epoch_end(self, net, **kwargs):
+        epoch = len(net.history)
+        score = float(self.scorer(net, self.X_val, self.y_val))
+        net.history.record("tune_score", score)
+        self.trial.report(score, epoch)
+        if not np.isfinite(score) or self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {score:.5g}")
+
+
+class _GraphCache:
+    """Graphs of one data set under each graph setting, keeping the ``size`` most recent."""
+
+    def __init__(self, X, size: int = 4):
+        self.X, self.size, self.entries, self.n_computed = X, size, OrderedDict(), 0
+
+    def get(self, transformer: CrystalGraphTransformer | None) -> CrystalGraphs:
+        if isinstance(self.X, CrystalGraphs):
+            return self.X if transformer is None else transformer.transform(self.X)
+        transformer = transformer or CrystalGraphTransformer()
+        key = repr(sorted((k, repr(v)) for k, v in transformer.get_params().items() if k not in ("n_jobs", "verbose")))
+        if key not in self.entries:
+            self.entries[key] = transformer.transform(self.X)
+            self.n_computed += 1
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        self.entries.move_to_end(key)
+        return self.entries[key]
+
+
+def tune(
+    estimator,
+    X,
+    y,
+    search_space: dict | None = None,
+    n_trials: int | None = 20,
+    timeout: float | None = None,
+    validation_fraction: float = 0.2,
+    scoring=None,
+    storage=None,
+    study_name: str | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    refit: bool = True,
+    random_state: int | None = 0,
+    show_progress_bar: bool = False,
+):
+    """Search hyperparameters with Optuna, pruning poor trials epoch by epoch.
+
+    Each trial trains on ``1 - validation_fraction`` of the data, scores the
+    held-out rest after every epoch and reports it to Optuna, whose pruner
+    stops trials that fall behind. Crystal graphs are computed once per
+    distinct graph setting, not once per trial. With a shared ``storage``
+    several processes (or machines) can run trials of the same study; each
+    call adds up to ``n_trials`` trials.
+
+    Parameters
+    ----------
+    estimator : CGCNNRegressor, CGCNNClassifier or Pipeline ending in one
+        The starting point; trial parameters are set on clones of it.
+    X : sequence of structures or CrystalGraphs
+    y : array-like of shape (n_samples,) or (n_samples, n_targets)
+    search_space : dict of str to optuna distribution, default=None
+        Parameter names as for ``estimator.set_params``; by default
+        :func:`default_search_space` of ``estimator``.
+    n_trials : int or None, default=20
+        Trials run by this call (``None``: until ``timeout``).
+    timeout : float, default=None
+        Stop starting new trials after this many seconds.
+    validation_fraction : float, default=0.2
+        Held-out share of the data (stratified for classifiers).
+    scoring : str or callable, default=None
+        A scikit-learn scorer (greater is better); by default
+        ``"neg_mean_absolute_error"`` for regression and ``"neg_log_loss"``
+        for classification.
+    storage : str or optuna storage, default=None
+        ``None`` keeps the study in memory; ``"sqlite:///tune.db"``,
+        ``"postgresql://..."`` or ``"journal:/shared/path/tune.log"`` (see
+        :func:`make_storage`) persist it and let processes share it.
+    study_name : str, default=None
+        Name of the study in ``storage``; an existing study is resumed.
+    pruner : optuna pruner, default=None
+        By default ``MedianPruner(n_startup_trials=5, n_warmup_steps=5)``.
+    sampler : optuna sampler, default=None
+        By default ``TPESampler(seed=random_state)``.
+    refit : bool, default=True
+        Fit a clone of ``estimator`` with the best parameters on all of ``X``.
+    random_state : int or None, default=0
+        Seeds the split and the default sampler.
+    show_progress_bar : bool, default=False
+        Optuna's progress bar over trials.
+
+    Returns
+    -------
+    best_estimator : estimator or None
+        Refitted on all data (``None`` when ``refit=False``).
+    study : optuna.Study
+        All trials; ``study.best_params`` and ``study.best_value``.
+
+    Examples
+    --------
+    >>> from skcgcnn import CGCNNRegressor
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> from optuna.distributions import IntDistribution
+    >>> X, y = make_ionic_crystals(40, random_state=0)
+    >>> best, study = tune(CGCNNRegressor(max_epochs=2), X, y,
+    ...                    search_space={"n_conv": IntDistribution(1, 2)}, n_trials=2)
+    >>> len(study.trials)
+    2
+    """
+    graph_prefix, net_prefix = _steps(estimator)
+    space = default_search_space(estimator) if search_space is None else dict(search_space)
+    y = np.asarray(y)
+    indices = np.arange(len(y))
+    train, val = train_test_split(
+        indices,
+        test_size=validation_fraction,
+        random_state=random_state,
+        stratify=y if is_classifier(estimator) else None,
+    )
+    cache = _GraphCache(X)
+    scorer = check_scoring(estimator, scoring or ("neg_log_loss" if is_classifier(estimator) else "neg_mean_absolute_error"))
+
+    def objective(trial: optuna.Trial) -> float:
+        candidate = clone(estimator).set_params(**{name: _suggest(trial, name, d) for name, d in space.items()})
+        if net_prefix:
+            steps = dict(candidate.steps)
+            net = candidate.steps[-1][1]
+            transformer = steps[graph_prefix[:-2]] if graph_prefix else None
+        else:
+            net, transformer = candidate, candidate.featurizer
+        graphs = cache.get(transformer)
+        pruning = ("tune_pruning", _ReportAndPrune(trial, scorer, graphs[val], y[val]))
+        net.set_params(callbacks=[*(net.callbacks or []), pruning])
+        net.fit(graphs[train], y[train])
+        return float(net.history[-1, "tune_score"])
+
+    study = optuna.create_study(
+        storage=make_storage(storage),
+        study_name=study_name,
+        direction="maximize",
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5),
+        sampler=sampler or optuna.samplers.TPESampler(seed=random_state),
+        load_if_exists=True,
+    )
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=show_progress_bar)
+    best = None
+    if refit:
+        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+            raise RuntimeError("no trial completed, so there are no best parameters to refit with")
+        best = clone(estimator).set_params(**study.best_params)
+        best.fit(X, y)
+    return best, study
