@@ -18,6 +18,7 @@ from torch.utils.data import Subset
 
 from .batching import CrystalGraphDataset, passthrough_collate
 from .graphs import CrystalGraphs, CrystalGraphTransformer
+from .interpret import site_contributions
 from .nn import CGCNN
 
 __all__ = ["CGCNNRegressor", "CGCNNClassifier", "OPTIMIZERS"]
@@ -387,6 +388,31 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         """
         out = self._forward_numpy(self._as_graphs(X, fitting=False)) * self.y_scale_ + self.y_mean_
         return out.ravel() if self.y_ndim_ == 1 else out
+
+    def predict_contributions(self, X):
+        """Per-site contributions whose mean over each crystal is its prediction.
+
+        Needs ``pooling="linear"``; see :func:`skcgcnn.interpret.site_contributions`.
+
+        Parameters
+        ----------
+        X : CrystalGraphs or sequence of structures
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``crystal``, ``site``, ``element``, ``contribution``.
+
+        Examples
+        --------
+        >>> from skcgcnn.datasets import make_ionic_crystals
+        >>> X, y = make_ionic_crystals(30, random_state=0)
+        >>> reg = CGCNNRegressor(pooling="linear", max_epochs=2, random_state=0).fit(X, y)
+        >>> sites = reg.predict_contributions(X[:2])
+        >>> bool(abs(sites.groupby("crystal").contribution.mean().to_numpy() - reg.predict(X[:2])).max() < 1e-5)
+        True
+        """
+        return site_contributions(self, X)
 
 
 class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):

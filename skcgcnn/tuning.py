@@ -8,11 +8,10 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from sklearn.base import clone, is_classifier
-from sklearn.metrics import check_scoring
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from skorch.callbacks import Callback
 
+from .callbacks import HeldOutScore
 from .estimators import _CGCNNMixin
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 
@@ -109,16 +108,16 @@ def _suggest(trial: optuna.Trial, name: str, distribution):
     raise TypeError(f"{name}: unsupported distribution {type(distribution).__name__}")
 
 
-class _ReportAndPrune(Callback):
-    """Report the validation score after every epoch and stop a trial the pruner gives up on."""
+class _ReportAndPrune(HeldOutScore):
+    """Report the held-out score after every epoch and stop a trial the pruner gives up on."""
 
-    def __init__(self, trial, scorer, X_val, y_val):
-        self.trial, self.scorer, self.X_val, self.y_val = trial, scorer, X_val, y_val
+    def __init__(self, trial, X, y, scoring):
+        super().__init__(X, y, scoring=scoring, name="tune_score", restore_best=False)
+        self.trial = trial
 
     def on_epoch_end(self, net, **kwargs):
-        epoch = len(net.history)
-        score = float(self.scorer(net, self.X_val, self.y_val))
-        net.history.record("tune_score", score)
+        super().on_epoch_end(net, **kwargs)
+        epoch, score = len(net.history), net.history[-1, self.name]
         self.trial.report(score, epoch)
         if not np.isfinite(score) or self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {score:.5g}")
@@ -235,7 +234,6 @@ def tune(
         stratify=y if is_classifier(estimator) else None,
     )
     cache = _GraphCache(X)
-    scorer = check_scoring(estimator, scoring or ("neg_log_loss" if is_classifier(estimator) else "neg_mean_absolute_error"))
 
     def objective(trial: optuna.Trial) -> float:
         candidate = clone(estimator).set_params(**{name: _suggest(trial, name, d) for name, d in space.items()})
@@ -246,7 +244,7 @@ def tune(
         else:
             net, transformer = candidate, candidate.featurizer
         graphs = cache.get(transformer)
-        pruning = ("tune_pruning", _ReportAndPrune(trial, scorer, graphs[val], y[val]))
+        pruning = ("tune_pruning", _ReportAndPrune(trial, graphs[val], y[val], scoring))
         net.set_params(callbacks=[*(net.callbacks or []), pruning])
         net.fit(graphs[train], y[train])
         return float(net.history[-1, "tune_score"])

@@ -1,0 +1,84 @@
+"""skorch callbacks for CGCNN estimators."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from sklearn.base import is_classifier
+from sklearn.metrics import check_scoring
+from skorch.callbacks import Callback
+
+__all__ = ["HeldOutScore"]
+
+
+class HeldOutScore(Callback):
+    """Score a held-out set after every epoch and keep the best epoch's weights.
+
+    The score is computed in the targets' own units (after de-standardising),
+    recorded in the history under ``name`` and, with ``restore_best``, the
+    network ends training with the weights of its best-scoring epoch: model
+    selection on a validation set, as in the paper's protocol.
+
+    Parameters
+    ----------
+    X : CrystalGraphs or sequence of structures
+        The held-out inputs (structures are featurized once, when training
+        starts, with the network's graph settings).
+    y : array-like
+        Their targets or labels.
+    scoring : str or callable, default=None
+        A scikit-learn scorer (greater is better); by default
+        ``"neg_mean_absolute_error"`` for regressors, ``"neg_log_loss"`` for
+        classifiers.
+    name : str, default="held_out_score"
+        History key of the score.
+    restore_best : bool, default=True
+        Load the weights of the best epoch when training ends.
+
+    Attributes
+    ----------
+    best_score_ : float
+    best_epoch_ : int
+
+    Examples
+    --------
+    >>> from skcgcnn import CGCNNRegressor
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(50, random_state=0)
+    >>> held_out = HeldOutScore(X[40:], y[40:])
+    >>> reg = CGCNNRegressor(max_epochs=3, callbacks=[held_out]).fit(X[:40], y[:40])
+    >>> len(reg.history[:, "held_out_score"])
+    3
+    """
+
+    def __init__(self, X, y, scoring=None, name: str = "held_out_score", restore_best: bool = True):
+        self.X = X
+        self.y = y
+        self.scoring = scoring
+        self.name = name
+        self.restore_best = restore_best
+
+    def on_train_begin(self, net, **kwargs):
+        self.X_ = net._as_graphs(self.X, fitting=False)
+        self.y_ = np.asarray(self.y)
+        if len(self.y_) != len(self.X_):
+            raise ValueError(f"HeldOutScore holds {len(self.X_)} crystals but {len(self.y_)} targets")
+        default = "neg_log_loss" if is_classifier(net) else "neg_mean_absolute_error"
+        self.scorer_ = check_scoring(net, self.scoring or default)
+        self.best_score_, self.best_epoch_, self.best_state_ = -np.inf, None, None
+
+    def on_epoch_end(self, net, **kwargs):
+        score = float(self.scorer_(net, self.X_, self.y_))
+        is_best = score > self.best_score_
+        if is_best:
+            self.best_score_, self.best_epoch_ = score, len(net.history)
+            if self.restore_best:
+                self.best_state_ = copy.deepcopy(net.module_.state_dict())
+        net.history.record(self.name, score)
+        net.history.record(self.name + "_best", is_best)
+
+    def on_train_end(self, net, **kwargs):
+        if self.restore_best and self.best_state_ is not None:
+            net.module_.load_state_dict(self.best_state_)
+        self.X_ = self.best_state_ = None

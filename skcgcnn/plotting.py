@@ -1,0 +1,224 @@
+"""Figures of the CGCNN paper: parity histogram, ROC curve, learning curve, periodic-table heat map.
+
+Every function draws on the given matplotlib ``ax`` (a new figure when
+``None``) and returns it; nothing calls ``plt.show``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["plot_parity", "plot_roc", "plot_learning_curve", "plot_periodic_table"]
+
+
+def _axes(ax):
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.subplots()[1]
+
+
+def plot_parity(y_true, y_pred, ax=None, bins: int = 100, unit: str = "", label: str = "CGCNN"):
+    """2-D histogram of predicted against reference values with the diagonal (paper Fig. 2c).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+        Reference (e.g. DFT) and predicted values.
+    ax : matplotlib Axes, default=None
+    bins : int, default=100
+        Histogram bins per axis.
+    unit : str, default=""
+        Unit shown in the axis labels and the MAE, e.g. ``"eV/atom"``.
+    label : str, default="CGCNN"
+        Legend entry, followed by the MAE.
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> ax = plot_parity([0.0, 1.0, 2.0], [0.1, 0.9, 2.2], unit="eV")
+    >>> ax.get_legend().get_texts()[0].get_text()
+    'CGCNN, MAE = 0.133 eV'
+    """
+    from matplotlib.colors import LogNorm
+
+    y_true, y_pred = np.ravel(y_true).astype(float), np.ravel(y_pred).astype(float)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {len(y_true)} values but y_pred has {len(y_pred)}")
+    ax = _axes(ax)
+    low, high = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
+    pad = 0.02 * (high - low or 1.0)
+    edges = np.linspace(low - pad, high + pad, bins + 1)
+    *_, image = ax.hist2d(y_true, y_pred, bins=[edges, edges], norm=LogNorm(), cmap="Blues", cmin=1)
+    mae = np.mean(np.abs(y_true - y_pred))
+    suffix = f" {unit}" if unit else ""
+    ax.plot([edges[0], edges[-1]], [edges[0], edges[-1]], "k--", lw=1, label=f"{label}, MAE = {mae:.3g}{suffix}")
+    ax.figure.colorbar(image, ax=ax, label="count")
+    ax.set_xlabel(f"reference{f' ({unit})' if unit else ''}")
+    ax.set_ylabel(f"predicted{f' ({unit})' if unit else ''}")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_roc(y_true, proba, ax=None, pos_label=None, name: str = "CGCNN"):
+    """ROC curve with its area under the curve (paper Fig. 2d).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        Binary labels.
+    proba : array-like of shape (n_samples,) or (n_samples, 2)
+        Probability of the positive class, or ``predict_proba`` output (its
+        second column is used).
+    ax : matplotlib Axes, default=None
+    pos_label : label, default=None
+        The positive class (scikit-learn's default when ``None``).
+    name : str, default="CGCNN"
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    from sklearn.metrics import RocCurveDisplay
+
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim == 2:
+        if proba.shape[1] != 2:
+            raise ValueError(f"plot_roc needs binary probabilities, got {proba.shape[1]} columns")
+        proba = proba[:, 1]
+    ax = _axes(ax)
+    RocCurveDisplay.from_predictions(y_true, proba, pos_label=pos_label, name=name, ax=ax, plot_chance_level=True)
+    return ax
+
+
+def plot_learning_curve(
+    estimator,
+    X,
+    y,
+    train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0),
+    cv=5,
+    scoring: str = "neg_mean_absolute_error",
+    reference: float | None = None,
+    reference_label: str = "DFT vs experiment",
+    unit: str = "",
+    n_jobs: int | None = None,
+    ax=None,
+):
+    """Test error against the number of training crystals on log-log axes (paper Fig. 2b).
+
+    Built on :func:`sklearn.model_selection.learning_curve`.
+
+    Parameters
+    ----------
+    estimator : estimator
+        E.g. a Pipeline of :class:`~skcgcnn.CrystalGraphTransformer` and a
+        regressor, or a regressor fed with :class:`~skcgcnn.CrystalGraphs`.
+    X, y
+        Data, as for ``estimator.fit``.
+    train_sizes : array-like, default=(0.1, 0.2, 0.4, 0.7, 1.0)
+        Fractions (or counts) of the training folds.
+    cv : int or splitter, default=5
+    scoring : str, default="neg_mean_absolute_error"
+        An error scorer; its negative is plotted.
+    reference : float, default=None
+        Draw a horizontal line at this error, e.g. the DFT-vs-experiment MAE.
+    reference_label : str, default="DFT vs experiment"
+    unit : str, default=""
+    n_jobs : int, default=None
+        Parallel fits.
+    ax : matplotlib Axes, default=None
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    from sklearn.model_selection import learning_curve
+
+    sizes, _, test_scores = learning_curve(
+        estimator, X, y, train_sizes=train_sizes, cv=cv, scoring=scoring, n_jobs=n_jobs, error_score="raise"
+    )
+    errors = -np.asarray(test_scores)
+    ax = _axes(ax)
+    ax.errorbar(sizes, errors.mean(axis=1), yerr=errors.std(axis=1), marker="o", capsize=3, label="CGCNN (test)")
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1, label=reference_label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training crystals")
+    ax.set_ylabel(f"test MAE{f' ({unit})' if unit else ''}")
+    ax.legend()
+    return ax
+
+
+def _table_position(element) -> tuple[int, int]:
+    """(row, column) of an element in the 18-column table, f-block below in rows 8 and 9."""
+    if element.is_lanthanoid:
+        return 8, element.Z - 57 + 3
+    if element.is_actinoid:
+        return 9, element.Z - 89 + 3
+    return element.row, element.group
+
+
+def plot_periodic_table(values_by_element, ax=None, cmap: str = "coolwarm", label: str = "", fmt: str = ".2f"):
+    """Heat map of a per-element quantity on the periodic table (paper Fig. 3c,d).
+
+    Parameters
+    ----------
+    values_by_element : dict
+        Keys are element symbols, atomic numbers or pymatgen ``Element``;
+        values are floats. Elements without a value are drawn in grey.
+    ax : matplotlib Axes, default=None
+    cmap : str, default="coolwarm"
+    label : str, default=""
+        Colour-bar label.
+    fmt : str, default=".2f"
+        Format of the value written under each symbol.
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> ax = plot_periodic_table({"Ca": -1.2, "Sr": -0.8, "Ti": 0.3})
+    >>> len(ax.patches)
+    118
+    """
+    import matplotlib as mpl
+    from matplotlib.patches import Rectangle
+    from pymatgen.core import Element
+
+    values = {}
+    for key, value in values_by_element.items():
+        element = key if isinstance(key, Element) else Element.from_Z(key) if isinstance(key, (int, np.integer)) else Element(key)
+        values[element.Z] = float(value)
+    if not values:
+        raise ValueError("values_by_element is empty")
+    ax = _axes(ax)
+    finite = [v for v in values.values() if np.isfinite(v)]
+    norm = mpl.colors.Normalize(min(finite), max(finite)) if finite else mpl.colors.Normalize(0, 1)
+    colormap = mpl.colormaps[cmap]
+    for z in range(1, 119):
+        element = Element.from_Z(z)
+        row, col = _table_position(element)
+        value = values.get(z)
+        colour = colormap(norm(value)) if value is not None and np.isfinite(value) else (0.9, 0.9, 0.9, 1.0)
+        ax.add_patch(Rectangle((col - 0.5, row - 0.5), 0.95, 0.95, facecolor=colour, edgecolor="white"))
+        ax.text(col - 0.03, row - 0.12, element.symbol, ha="center", va="center", fontsize=7)
+        if value is not None:
+            ax.text(col - 0.03, row + 0.22, format(value, fmt), ha="center", va="center", fontsize=4.5)
+    ax.set_xlim(0.4, 18.6)
+    ax.set_ylim(9.6, 0.4)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.figure.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=colormap), ax=ax, label=label, shrink=0.6)
+    return ax

@@ -1,0 +1,103 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
+from sklearn.model_selection import KFold  # noqa: E402
+
+from skcgcnn import CGCNNRegressor, CrystalGraphTransformer  # noqa: E402
+from skcgcnn.plotting import plot_learning_curve, plot_parity, plot_periodic_table, plot_roc  # noqa: E402
+
+FAST = dict(max_epochs=3, batch_size=16, atom_fea_len=16, h_fea_len=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def linear(ionic):
+    X, y = ionic
+    return CGCNNRegressor(pooling="linear", **FAST).fit(X[:50], y[:50])
+
+
+def test_contributions_average_exactly_to_the_prediction(linear, ionic):
+    X = ionic[0][50:70]
+    sites = linear.predict_contributions(X)
+    assert list(sites.columns) == ["crystal", "site", "element", "contribution"]
+    assert len(sites) == sum(len(s) for s in X)
+    np.testing.assert_allclose(sites.groupby("crystal").contribution.mean().to_numpy(), linear.predict(X), atol=1e-5)
+    first = sites[sites.crystal == 0]
+    assert list(first.element) == [site.specie.symbol for site in X[0]]
+    assert list(first.site) == list(range(len(X[0])))
+
+
+def test_contributions_with_two_targets(ionic):
+    X, y = ionic
+    Y = np.column_stack([y[:40], 2 * y[:40] + 1])
+    reg = CGCNNRegressor(pooling="linear", **FAST).fit(X[:40], Y)
+    sites = reg.predict_contributions(X[:5])
+    means = sites.groupby("crystal")[["contribution_0", "contribution_1"]].mean().to_numpy()
+    np.testing.assert_allclose(means, reg.predict(X[:5]), atol=1e-5)
+
+
+def test_contributions_follow_a_site_permutation(linear, ionic):
+    structure = next(s for s in ionic[0][50:] if len(s) >= 8)
+    order = np.random.default_rng(0).permutation(len(structure))
+    permuted = type(structure).from_sites([structure[i] for i in order])
+    linear.module_.eval()
+    a = linear.predict_contributions([structure]).contribution.to_numpy()
+    b = linear.predict_contributions([permuted]).contribution.to_numpy()
+    np.testing.assert_allclose(b, a[order], atol=1e-5)
+
+
+def test_contributions_need_linear_pooling_and_a_fit(ionic):
+    X, y = ionic
+    with pytest.raises(NotFittedError):
+        CGCNNRegressor(pooling="linear").predict_contributions(X[:2])
+    mean_pooled = CGCNNRegressor(**FAST).fit(X[:30], y[:30])
+    with pytest.raises(ValueError, match="pooling='linear'.*pooling='mean'"):
+        mean_pooled.predict_contributions(X[:2])
+
+
+def test_plot_parity_draws_histogram_diagonal_and_mae():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=500)
+    fig, ax = plt.subplots()
+    assert plot_parity(y, y + 0.1, ax=ax, unit="eV/atom") is ax
+    assert ax.get_legend().get_texts()[0].get_text() == "CGCNN, MAE = 0.1 eV/atom"
+    assert len(ax.collections) == 1 and len(ax.lines) == 1
+    with pytest.raises(ValueError, match="500 values but y_pred has 3"):
+        plot_parity(y, [1, 2, 3])
+    plt.close("all")
+
+
+def test_plot_roc_reports_the_auc():
+    y = np.array([0, 0, 1, 1])
+    ax = plot_roc(y, np.array([[0.9, 0.1], [0.6, 0.4], [0.35, 0.65], [0.2, 0.8]]))
+    assert "AUC = 1.00" in ax.get_legend().get_texts()[0].get_text()
+    assert len(ax.lines) == 2  # the curve and the chance level
+    plt.close("all")
+
+
+def test_plot_learning_curve_uses_sklearn_learning_curve(ionic):
+    X, y = ionic
+    graphs = CrystalGraphTransformer().transform(X[:45])
+    ax = plot_learning_curve(CGCNNRegressor(**FAST), graphs, y[:45], train_sizes=[10, 30], cv=KFold(3), reference=0.5)
+    curve = ax.lines[0]
+    np.testing.assert_array_equal(curve.get_xdata(), [10, 30])
+    assert np.all(np.asarray(curve.get_ydata()) > 0)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert ax.lines[-1].get_ydata()[0] == 0.5
+    plt.close("all")
+
+
+def test_plot_periodic_table_places_and_colours_elements():
+    ax = plot_periodic_table({"Na": 1.0, 8: -1.0, "La": 0.0})
+    texts = {t.get_text(): t.get_position() for t in ax.texts}
+    assert len(ax.patches) == 118
+    assert round(texts["Na"][1]) == 3 and round(texts["Na"][0]) == 1
+    assert round(texts["La"][1]) == 8  # f-block rows sit below the main table
+    assert "1.00" in texts and "-1.00" in texts
+    with pytest.raises(ValueError, match="empty"):
+        plot_periodic_table({})
+    plt.close("all")
