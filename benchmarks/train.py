@@ -98,16 +98,18 @@ def optimizers(graphs, y, args):
     train, rest = train_test_split(idx, test_size=0.2, random_state=0)
     val, test = train_test_split(rest, test_size=0.5, random_state=0)
     batches = -(-len(train) // 64)
-    for name, params in recipes(args.epochs, batches).items():
-        reg = CGCNNRegressor(max_epochs=args.epochs, random_state=0, device=args.device, **params)
-        start = time.perf_counter()
-        reg.fit(graphs[train], y[train])
-        emit({"benchmark": "optimizer_recipes", "data": "perov_5 heat_ref", "recipe": name,
-              "epochs": args.epochs, "n_train": len(train),
-              "val_mae": round(float(mean_absolute_error(y[val], reg.predict(graphs[val]))), 4),
-              "test_mae": round(float(mean_absolute_error(y[test], reg.predict(graphs[test]))), 4),
-              "fit_s": round(time.perf_counter() - start, 1), "device": args.device,
-              "hardware": hardware(args.device)}, args.results)
+    chosen = recipes(args.epochs, batches)
+    for name in args.recipes or chosen:
+        for seed in args.seeds:
+            reg = CGCNNRegressor(max_epochs=args.epochs, random_state=seed, device=args.device, **chosen[name])
+            start = time.perf_counter()
+            reg.fit(graphs[train], y[train])
+            emit({"benchmark": "optimizer_recipes", "data": "perov_5 heat_ref", "recipe": name,
+                  "epochs": args.epochs, "n_train": len(train), "model_seed": seed,
+                  "val_mae": round(float(mean_absolute_error(y[val], reg.predict(graphs[val]))), 4),
+                  "test_mae": round(float(mean_absolute_error(y[test], reg.predict(graphs[test]))), 4),
+                  "fit_s": round(time.perf_counter() - start, 1), "device": args.device,
+                  "hardware": hardware(args.device)}, args.results)
 
 
 def main():
@@ -119,6 +121,8 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--speed-epochs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=60, help="epoch budget of each optimizer recipe")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="model seeds of each recipe")
+    parser.add_argument("--recipes", nargs="+", default=None, help="names of the recipes to run (default all)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args()

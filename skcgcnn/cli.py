@@ -1,14 +1,247 @@
-"""The ``skcgcnn`` command line."""
+"""The ``skcgcnn`` command line: ``fit``, ``predict``, ``tune`` and ``demo``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+_STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar", ".xsf", ".cssr"}
+
+
+# ----- data --------------------------------------------------------------------
+def _load_training_data(args):
+    """Structures (or CIF text), targets, ids and the atom feature spec of DATA."""
+    from .datasets import load_cgcnn_dir, load_csv, load_matbench
+
+    path = Path(args.data)
+    atom_features = args.atom_features
+    if path.is_dir():
+        X, y, ids = load_cgcnn_dir(path, n_jobs=args.n_jobs, verbose=1)
+        if args.target is not None:
+            if not args.target.isdigit() or y.ndim == 1 and int(args.target) != 0:
+                raise ValueError(
+                    f"{path} is in the original layout: --target is the 0-based column of id_prop.csv's "
+                    f"targets, got {args.target!r}"
+                )
+            y = y if y.ndim == 1 else y[:, int(args.target)]
+        if atom_features is None and (path / "atom_init.json").is_file():
+            atom_features = str(path / "atom_init.json")
+            print(f"using the atom features of {atom_features}")
+    elif path.name.endswith((".json", ".json.gz")):
+        X, y, ids = load_matbench(path, target=args.target)
+    elif path.is_file():
+        if args.target is None:
+            raise ValueError("--target is required for a CSV file")
+        X, y, ids = load_csv(path, target=args.target, structure_column=args.structure_column,
+                             id_column=args.id_column, missing="drop" if args.drop_missing else "raise", parse=False)
+    else:
+        raise ValueError(f"{path} is neither a folder, a CSV file nor a matbench JSON file")
+    return X, y, ids, atom_features or "cgcnn"
+
+
+def _prediction_inputs(paths, structure_column, id_column):
+    """Structures (or CIF text/paths) and ids from files, folders and CSV files, in the given order."""
+    from .datasets import load_csv
+
+    items, ids = [], []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir()
+                if p.suffix.lower() in _STRUCTURE_SUFFIXES or p.name.upper().startswith(("POSCAR", "CONTCAR"))
+            )
+            if not files:
+                raise ValueError(f"{path} holds no structure files (*.cif, *.vasp, POSCAR*, ...)")
+            items += files
+            ids += [str(p) for p in files]
+        elif path.name.endswith((".csv", ".csv.gz")):
+            texts, _, csv_ids = load_csv(path, target=None, structure_column=structure_column,
+                                         id_column=id_column, parse=False)
+            items += texts
+            ids += csv_ids
+        elif path.is_file():
+            items.append(path)
+            ids.append(str(path))
+        else:
+            raise ValueError(f"{path} does not exist")
+    return items, ids
+
+
+def _split(n, val_size, test_size, seed, stratify=None):
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(n)
+    if test_size > 0:
+        rest, test = train_test_split(indices, test_size=test_size, random_state=seed, stratify=stratify)
+    else:
+        rest, test = indices, indices[:0]
+    if val_size > 0:
+        share = val_size / (1 - test_size)
+        train, val = train_test_split(rest, test_size=share, random_state=seed,
+                                      stratify=None if stratify is None else stratify[rest])
+    else:
+        train, val = rest, rest[:0]
+    return train, val, test
+
+
+def _metrics(estimator, graphs, y, classification):
+    from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
+
+    if len(y) == 0:
+        return {}
+    if classification:
+        proba = estimator.predict_proba(graphs)
+        out = {"accuracy": accuracy_score(y, estimator.classes_[proba.argmax(axis=1)])}
+        if len(estimator.classes_) == 2 and len(np.unique(y)) == 2:
+            out["roc_auc"] = roc_auc_score(y, proba[:, 1], labels=estimator.classes_)
+        return out
+    pred = estimator.predict(graphs)
+    return {"mae": mean_absolute_error(y, pred), "r2": r2_score(y, pred)}
+
+
+def _network(args, classification):
+    from .estimators import CGCNNClassifier, CGCNNRegressor
+
+    cls = CGCNNClassifier if classification else CGCNNRegressor
+    return cls(
+        atom_fea_len=args.atom_fea_len, n_conv=args.n_conv, h_fea_len=args.h_fea_len, n_h=args.n_h,
+        pooling=args.pooling, optimizer=args.optimizer, lr=args.lr, optimizer__weight_decay=args.weight_decay,
+        max_epochs=args.epochs, batch_size=args.batch_size, device=args.device, random_state=args.seed,
+        verbose=1,
+    )
+
+
+def _is_classification(args, y) -> bool:
+    if args.task != "auto":
+        return args.task == "classification"
+    return y.dtype.kind in "bOUS"
+
+
+# ----- commands ----------------------------------------------------------------
+def _fit(args: argparse.Namespace) -> int:
+    import joblib
+    from sklearn.pipeline import Pipeline
+
+    from .callbacks import HeldOutScore
+    from .graphs import CrystalGraphTransformer
+
+    X, y, _, atom_features = _load_training_data(args)
+    classification = _is_classification(args, np.asarray(y))
+    transformer = CrystalGraphTransformer(radius=args.radius, max_num_nbr=args.max_num_nbr, step=args.step,
+                                          atom_features=atom_features, n_jobs=args.n_jobs, verbose=1)
+    graphs = transformer.transform(X)
+    train, val, test = _split(len(graphs), args.val_size, args.test_size, args.seed,
+                              stratify=np.asarray(y) if classification else None)
+    print(f"{len(graphs)} crystals: {len(train)} for training, {len(val)} for validation, {len(test)} for testing")
+    net = _network(args, classification)
+    if len(val):
+        net.set_params(callbacks=[("held_out", HeldOutScore(graphs[val], y[val]))])
+    start = time.perf_counter()
+    net.fit(graphs[train], y[train])
+    print(f"training took {time.perf_counter() - start:.1f} s")
+    report = {"validation": _metrics(net, graphs[val], y[val], classification),
+              "test": _metrics(net, graphs[test], y[test], classification)}
+    print(json.dumps(report, indent=2))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(Pipeline([("graph", transformer.set_params(verbose=0)), ("cgcnn", net)]), output)
+    print(f"model written to {output}")
+    if len(test):
+        print(f"figure written to {_figure(net, graphs[test], y[test], classification, output)}")
+    return 0
+
+
+def _figure(net, graphs, y, classification, output: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_parity, plot_roc
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if classification and len(net.classes_) == 2:
+        plot_roc((np.asarray(y) == net.classes_[1]).astype(int), net.predict_proba(graphs), ax=ax)
+        path = output.with_name(output.stem + "_roc.png")
+    elif classification:
+        plt.close(fig)
+        return Path("(no figure for more than two classes)")
+    else:
+        pred = net.predict(graphs)
+        plot_parity(np.ravel(y), np.ravel(pred), ax=ax)
+        path = output.with_name(output.stem + "_parity.png")
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import joblib
+    import pandas as pd
+    from sklearn.base import is_classifier
+
+    model = joblib.load(args.model)
+    items, ids = _prediction_inputs(args.inputs, args.structure_column, args.id_column)
+    print(f"predicting {len(items)} structures")
+    table = pd.DataFrame({"id": ids})
+    if is_classifier(model):
+        proba = model.predict_proba(items)
+        classes = model.classes_
+        table["prediction"] = classes[proba.argmax(axis=1)]
+        for k, label in enumerate(classes):
+            table[f"proba_{label}"] = proba[:, k]
+    else:
+        pred = model.predict(items)
+        if pred.ndim == 1:
+            table["prediction"] = pred
+        else:
+            for k in range(pred.shape[1]):
+                table[f"prediction_{k}"] = pred[:, k]
+    table.to_csv(args.output, index=False)
+    print(f"predictions written to {args.output}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import joblib
+    from sklearn.pipeline import Pipeline
+
+    from .graphs import CrystalGraphTransformer
+    from .tuning import default_search_space, tune
+
+    X, y, _, atom_features = _load_training_data(args)
+    classification = _is_classification(args, np.asarray(y))
+    graphs = CrystalGraphTransformer(atom_features=atom_features, n_jobs=args.n_jobs, verbose=1).transform(X)
+    rest, _, test = _split(len(graphs), 0.0, args.test_size, args.seed,
+                           stratify=np.asarray(y) if classification else None)
+    net = _network(args, classification).set_params(verbose=0)
+    pipe = Pipeline([("graph", CrystalGraphTransformer(atom_features=atom_features, n_jobs=args.n_jobs)),
+                     ("cgcnn", net)])
+    # Graph parameters are searched only when the structures can be re-featurized.
+    space = default_search_space(pipe) if args.search_graphs else default_search_space(net)
+    estimator = pipe if args.search_graphs else net
+    data = [X[i] for i in rest] if args.search_graphs else graphs[rest]
+    print(f"{len(graphs)} crystals: {len(rest)} for the search, {len(test)} for testing")
+    best, study = tune(estimator, data, np.asarray(y)[rest], search_space=space, n_trials=args.n_trials,
+                       timeout=args.timeout, storage=args.storage, study_name=args.study_name,
+                       random_state=args.seed, show_progress_bar=True)
+    print(f"best of {len(study.trials)} trials: score {study.best_value:.5g} with {json.dumps(study.best_params)}")
+    test_inputs = [X[i] for i in test] if args.search_graphs else graphs[test]
+    report = _metrics(best, test_inputs, np.asarray(y)[test], classification)
+    print(json.dumps({"test": report}, indent=2))
+    if not args.search_graphs:
+        best = Pipeline([("graph", CrystalGraphTransformer(atom_features=atom_features)), ("cgcnn", best)])
+    joblib.dump(best, args.output)
+    print(f"best model written to {args.output}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -38,9 +271,76 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----- parser ------------------------------------------------------------------
+def _add_data_options(parser):
+    parser.add_argument("data", help="a folder in the original layout (id_prop.csv + CIFs), a CSV file with a "
+                                     "CIF column, or a matbench JSON(.gz) file")
+    parser.add_argument("--target", help="target column (CSV, matbench) or 0-based target index (folder)")
+    parser.add_argument("--task", choices=["auto", "regression", "classification"], default="auto",
+                        help="default: classification for text/boolean targets, else regression")
+    parser.add_argument("--structure-column", default="cif", help="CSV column with CIF text (default cif)")
+    parser.add_argument("--id-column", default="id", help="CSV column with ids (default id)")
+    parser.add_argument("--drop-missing", action="store_true", help="drop CSV rows without a target value")
+    parser.add_argument("--atom-features", default=None,
+                        help="'cgcnn', 'group_period', 'onehot' or an atom_init.json path (default: the "
+                             "folder's atom_init.json if any, else cgcnn)")
+    parser.add_argument("--n-jobs", type=int, default=None, help="processes for parsing and featurizing")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the model (default 0)")
+    parser.add_argument("--test-size", type=float, default=0.1, help="share held out for testing (default 0.1)")
+
+
+def _add_model_options(parser):
+    group = parser.add_argument_group("model and training")
+    group.add_argument("--atom-fea-len", type=int, default=64)
+    group.add_argument("--n-conv", type=int, default=3)
+    group.add_argument("--h-fea-len", type=int, default=128)
+    group.add_argument("--n-h", type=int, default=1)
+    group.add_argument("--pooling", choices=["mean", "sum", "max", "linear"], default="mean")
+    group.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
+    group.add_argument("--lr", type=float, default=1e-3)
+    group.add_argument("--weight-decay", type=float, default=0.0)
+    group.add_argument("--epochs", type=int, default=100)
+    group.add_argument("--batch-size", type=int, default=64)
+    group.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``skcgcnn`` command."""
     parser = argparse.ArgumentParser(prog="skcgcnn", description="Crystal graph convolutional neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="train a model and save it with joblib")
+    _add_data_options(fit)
+    fit.add_argument("--val-size", type=float, default=0.1,
+                     help="share used to pick the best epoch (default 0.1)")
+    fit.add_argument("--radius", type=float, default=8.0)
+    fit.add_argument("--max-num-nbr", type=int, default=12)
+    fit.add_argument("--step", type=float, default=0.2)
+    _add_model_options(fit)
+    fit.add_argument("-o", "--output", default="model.joblib", help="model file (default model.joblib)")
+    fit.set_defaults(func=_fit)
+
+    predict = sub.add_parser("predict", help="predict with a saved model")
+    predict.add_argument("model", help="a model written by 'skcgcnn fit' or joblib.dump")
+    predict.add_argument("inputs", nargs="+", help="structure files, folders of them, or CSV files")
+    predict.add_argument("--structure-column", default="cif")
+    predict.add_argument("--id-column", default="id")
+    predict.add_argument("-o", "--output", default="predictions.csv")
+    predict.set_defaults(func=_predict)
+
+    tune = sub.add_parser("tune", help="search hyperparameters with Optuna (pruned, resumable, shareable)")
+    _add_data_options(tune)
+    _add_model_options(tune)
+    tune.add_argument("--n-trials", type=int, default=20, help="trials run by this process")
+    tune.add_argument("--timeout", type=float, default=None, help="seconds after which no trial starts")
+    tune.add_argument("--storage", default=None,
+                      help="e.g. sqlite:///tune.db, postgresql://..., or journal:/shared/tune.log")
+    tune.add_argument("--study-name", default=None, help="study to create or resume in --storage")
+    tune.add_argument("--search-graphs", action="store_true",
+                      help="also search radius and max_num_nbr (re-featurizes per setting)")
+    tune.add_argument("-o", "--output", default="best.joblib")
+    tune.set_defaults(func=_tune)
+
     demo = sub.add_parser("demo", help="fit on a generated set of ionic crystals and report the test MAE")
     demo.add_argument("--n-samples", type=int, default=400, help="number of generated crystals (default 400)")
     demo.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")

@@ -156,3 +156,15 @@ def test_fetch_matbench_downloads_once_and_checks_the_checksum(tmp_path, local_s
 
     with pytest.raises(ValueError, match="delete it to download again"):
         fetch_matbench("my_task", sha256="1" * 64)
+
+
+def test_load_csv_labels_and_stray_text(tmp_path, crystals):
+    structures, y = crystals
+    cifs = [s.to(fmt="cif") for s in structures]
+    labels = pd.DataFrame({"id": range(6), "cif": cifs, "kind": list("abcabc")})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    assert list(load_csv(tmp_path / "labels.csv", target="kind", parse=False)[1]) == list("abcabc")
+    stray = pd.DataFrame({"id": range(6), "cif": cifs, "e": ["1.0", "2", "x", "3", "4", "5"]})
+    stray.to_csv(tmp_path / "stray.csv", index=False)
+    with pytest.raises(ValueError, match=r"1 rows hold non-numeric targets among numeric ones \(e.g. ids \['2'\]\)"):
+        load_csv(tmp_path / "stray.csv", target="e")

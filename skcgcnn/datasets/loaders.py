@@ -118,7 +118,9 @@ def load_csv(
         The file; ``.gz`` files are decompressed on the fly.
     target : str, list of str or None
         Target column(s): one name gives a 1-D ``y``, a list a 2-D ``y``;
-        ``None`` reads structures only (``y`` is ``None``).
+        ``None`` reads structures only (``y`` is ``None``). Numeric columns
+        are read as floats; a single column of text or booleans is returned
+        as class labels.
     structure_column : str, default="cif"
         Column holding CIF text or paths of structure files.
     id_column : str or None, default="id"
@@ -149,8 +151,8 @@ def load_csv(
     ------
     ValueError
         If a named column is absent, a target is missing with
-        ``missing="raise"`` (the message names the ids), a target is not
-        numeric, or no row is left.
+        ``missing="raise"`` (the message names the ids), a numeric target
+        column holds stray text, or no row is left.
     """
     import pandas as pd
 
@@ -167,26 +169,39 @@ def load_csv(
     ids = frame[id_column].astype(str).tolist() if id_column else [str(i) for i in frame.index]
     y = None
     if targets:
-        values = frame[targets].apply(pd.to_numeric, errors="coerce")
-        bad = values.isna().any(axis=1).to_numpy()
-        non_numeric = bad & frame[targets].notna().all(axis=1).to_numpy()
-        if non_numeric.any():
-            first = [ids[i] for i in np.flatnonzero(non_numeric)[:5]]
-            raise ValueError(f"{path}: non-numeric target in {int(non_numeric.sum())} rows, e.g. ids {first}")
-        if bad.any() and missing == "raise":
-            first = [ids[i] for i in np.flatnonzero(bad)[:5]]
+        raw = frame[targets]
+        missing_rows = raw.isna().any(axis=1).to_numpy()
+        if missing_rows.any() and missing == "raise":
+            first = [ids[i] for i in np.flatnonzero(missing_rows)[:5]]
             raise ValueError(
-                f"{path}: {int(bad.sum())} rows have no {targets} value (e.g. ids {first}); "
+                f"{path}: {int(missing_rows.sum())} rows have no {targets} value (e.g. ids {first}); "
                 "pass missing='drop' to leave them out"
             )
-        frame, values = frame[~bad], values[~bad]
-        ids = [i for i, b in zip(ids, bad) if not b]
-        y = _target_array(values.to_numpy(np.float64).tolist()) if len(values) else None
+        frame, raw = frame[~missing_rows], raw[~missing_rows]
+        ids = [i for i, m in zip(ids, missing_rows) if not m]
+        y = _targets_of(raw, ids, path)
     if len(frame) == 0:
         raise ValueError(f"{path}: no rows left to load")
     column = frame[structure_column].tolist()
     structures = as_structure_list(column, n_jobs=n_jobs, verbose=verbose) if parse else column
     return structures, y, ids
+
+
+def _targets_of(raw, ids: list[str], path) -> np.ndarray:
+    """Numeric columns as floats; a single column of text or booleans as class labels."""
+    import pandas as pd
+
+    numeric = raw.apply(pd.to_numeric, errors="coerce")
+    stray = (numeric.isna() & raw.notna()).any(axis=1).to_numpy()
+    if not stray.any():
+        return _target_array(numeric.to_numpy(np.float64).tolist())
+    if raw.shape[1] == 1 and stray.all():
+        return raw.iloc[:, 0].to_numpy()
+    first = [ids[i] for i in np.flatnonzero(stray)[:5]]
+    raise ValueError(
+        f"{path}: {int(stray.sum())} rows hold non-numeric targets among numeric ones (e.g. ids {first}); "
+        "only a single column of labels may be non-numeric"
+    )
 
 
 def _read_json(path: Path):

@@ -1,0 +1,85 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skcgcnn.cli import main
+from skcgcnn.datasets import make_ionic_crystals
+
+TRAIN = ["--epochs", "2", "--batch-size", "16", "--atom-fea-len", "16", "--h-fea-len", "16"]
+
+
+@pytest.fixture(scope="module")
+def crystals():
+    return make_ionic_crystals(40, random_state=5)
+
+
+@pytest.fixture
+def original_layout(tmp_path, crystals):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    structures, y = crystals
+    for i, s in enumerate(structures):
+        s.to(filename=str(folder / f"id{i}.cif"))
+    (folder / "id_prop.csv").write_text("".join(f"id{i},{v}\n" for i, v in enumerate(y)))
+    return folder
+
+
+def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, capsys):
+    model = tmp_path / "out" / "model.joblib"
+    assert main(["fit", str(original_layout), "-o", str(model), *TRAIN]) == 0
+    out = capsys.readouterr().out
+    assert "40 crystals: 32 for training, 4 for validation, 4 for testing" in out
+    metrics = json.loads(out[out.index("{"): out.rindex("}") + 1])
+    assert set(metrics["test"]) == {"mae", "r2"} and metrics["test"]["mae"] > 0
+    assert model.is_file() and (tmp_path / "out" / "model_parity.png").is_file()
+
+    single = original_layout / "id3.cif"
+    predictions = tmp_path / "pred.csv"
+    assert main(["predict", str(model), str(single), str(original_layout), "-o", str(predictions)]) == 0
+    table = pd.read_csv(predictions)
+    assert list(table.columns) == ["id", "prediction"]
+    assert len(table) == 41 and table.id[0] == str(single)
+    assert table.prediction.iloc[0] == pytest.approx(table.set_index("id").prediction[str(single)])
+
+
+def test_classification_from_csv_with_text_labels(tmp_path, crystals):
+    structures, y = crystals
+    frame = pd.DataFrame({"id": [f"c{i}" for i in range(len(y))], "cif": [s.to(fmt="cif") for s in structures],
+                          "kind": np.where(y < np.median(y), "deep", "shallow")})
+    data = tmp_path / "data.csv"
+    frame.to_csv(data, index=False)
+    model = tmp_path / "clf.joblib"
+    assert main(["fit", str(data), "--target", "kind", "-o", str(model), *TRAIN]) == 0
+    assert (tmp_path / "clf_roc.png").is_file()
+    predictions = tmp_path / "pred.csv"
+    assert main(["predict", str(model), str(data), "-o", str(predictions)]) == 0
+    table = pd.read_csv(predictions)
+    assert list(table.columns) == ["id", "prediction", "proba_deep", "proba_shallow"]
+    assert list(table.id) == list(frame.id)
+    np.testing.assert_allclose(table.proba_deep + table.proba_shallow, 1.0, rtol=1e-5)
+
+
+def test_tune_with_a_journal_storage_resumes(tmp_path, original_layout, capsys):
+    journal = tmp_path / "tune.log"
+    args = ["tune", str(original_layout), "--n-trials", "2", *TRAIN, "--storage", f"journal:{journal}",
+            "--study-name", "s", "-o", str(tmp_path / "best.joblib")]
+    assert main(args) == 0
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "best of 2 trials" in out and "best of 4 trials" in out
+    assert (tmp_path / "best.joblib").is_file()
+
+
+def test_errors_exit_with_status_2(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "missing.csv"), "--target", "y"]) == 2
+    assert "neither a folder" in capsys.readouterr().err
+    (tmp_path / "d.csv").write_text("id,cif\n1,x\n")
+    assert main(["fit", str(tmp_path / "d.csv")]) == 2
+    assert "--target is required" in capsys.readouterr().err
+
+
+def test_demo_runs_a_small_fit(capsys):
+    assert main(["demo", "--n-samples", "30", "--epochs", "2"]) == 0
+    assert "test MAE" in capsys.readouterr().out
