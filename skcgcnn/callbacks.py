@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from skorch.callbacks import Callback
 
-__all__ = ["HeldOutScore"]
+__all__ = ["HeldOutScore", "TimeBudget"]
 
 
 class HeldOutScore(Callback):
@@ -82,3 +83,36 @@ class HeldOutScore(Callback):
         if self.restore_best and self.best_state_ is not None:
             net.module_.load_state_dict(self.best_state_)
         self.X_ = self.best_state_ = None
+
+
+class TimeBudget(Callback):
+    """Stop training after the epoch that exhausts a wall-clock budget.
+
+    Training ends the way skorch ends it on an interrupt: ``on_train_end``
+    callbacks still run (so :class:`HeldOutScore` restores the best epoch) and
+    the network stays usable.
+
+    Parameters
+    ----------
+    minutes : float
+        Budget of one ``fit`` or ``partial_fit`` call.
+
+    Examples
+    --------
+    >>> from skcgcnn import CGCNNRegressor
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(30, random_state=0)
+    >>> reg = CGCNNRegressor(max_epochs=50, callbacks=[TimeBudget(0.0)]).fit(X, y)
+    >>> len(reg.history)
+    1
+    """
+
+    def __init__(self, minutes: float):
+        self.minutes = minutes
+
+    def on_train_begin(self, net, **kwargs):
+        self.start_ = time.perf_counter()
+
+    def on_epoch_end(self, net, **kwargs):
+        if time.perf_counter() - self.start_ >= 60 * self.minutes:
+            raise KeyboardInterrupt

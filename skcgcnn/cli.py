@@ -111,11 +111,12 @@ def _network(args, classification):
     from .estimators import CGCNNClassifier, CGCNNRegressor
 
     cls = CGCNNClassifier if classification else CGCNNRegressor
+    extra = {"optimizer__momentum": args.momentum} if args.optimizer == "sgd" else {}
     return cls(
         atom_fea_len=args.atom_fea_len, n_conv=args.n_conv, h_fea_len=args.h_fea_len, n_h=args.n_h,
         pooling=args.pooling, optimizer=args.optimizer, lr=args.lr, optimizer__weight_decay=args.weight_decay,
         max_epochs=args.epochs, batch_size=args.batch_size, device=args.device, random_state=args.seed,
-        verbose=1,
+        verbose=1, **extra,
     )
 
 
@@ -299,6 +300,7 @@ def _add_model_options(parser):
     group.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
     group.add_argument("--lr", type=float, default=1e-3)
     group.add_argument("--weight-decay", type=float, default=0.0)
+    group.add_argument("--momentum", type=float, default=0.9, help="momentum of --optimizer sgd (default 0.9)")
     group.add_argument("--epochs", type=int, default=100)
     group.add_argument("--batch-size", type=int, default=64)
     group.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -206,3 +206,26 @@ def test_cuda_fit_and_predict(split):
     X, y = split[0][:24], split[1][:24]
     reg = CGCNNRegressor(max_epochs=2, device="cuda", random_state=0, **SMALL).fit(X, y)
     assert reg.predict(X).shape == (24,)
+
+
+def test_held_out_score_restores_the_best_epoch(split):
+    from skcgcnn.callbacks import HeldOutScore
+
+    X, y, Xt, yt = split
+    held_out = HeldOutScore(Xt, yt)
+    reg = CGCNNRegressor(max_epochs=8, lr=0.05, callbacks=[("held_out", held_out)], random_state=0, **SMALL)
+    reg.fit(X, y)
+    scores = reg.history[:, "held_out_score"]
+    assert len(scores) == 8 and held_out.best_score_ == max(scores)
+    assert -mean_absolute_error(yt, reg.predict(Xt)) == pytest.approx(max(scores), rel=1e-5)
+    with pytest.raises(ValueError, match="holds 30 crystals but 3 targets"):
+        CGCNNRegressor(max_epochs=1, callbacks=[HeldOutScore(Xt, yt[:3])], **SMALL).fit(X, y)
+
+
+def test_time_budget_stops_gracefully(split):
+    from skcgcnn.callbacks import HeldOutScore, TimeBudget
+
+    X, y, Xt, yt = split
+    reg = CGCNNRegressor(max_epochs=30, callbacks=[TimeBudget(0.0), HeldOutScore(Xt, yt)], **SMALL).fit(X, y)
+    assert len(reg.history) == 1
+    assert reg.predict(Xt).shape == (len(Xt),)
