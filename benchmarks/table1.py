@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.metrics import mean_absolute_error, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from common import ELASTIC_CSV, MP_CSV, PEROV_CSV, emit, hardware, require
+from common import ELASTIC_CSV, MP_CSV, PEROV_CSV, SHARED_DATA, emit, hardware, require
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
 from skcgcnn.callbacks import HeldOutScore, TimeBudget
 from skcgcnn.datasets import load_csv
@@ -59,7 +59,8 @@ def estimator(metric: str, epochs: int, graphs_val, y_val, args):
 
 def run(task: str, args) -> None:
     path, column, query, transform, metric, published, published_n, unit = TASKS[task]
-    texts, y, _ = load_csv(require(path), target=column, query=query, missing="drop", parse=False)
+    texts, y, _ = load_csv(require(args.data_dir / path.relative_to(SHARED_DATA) if args.data_dir else path),
+                           target=column, query=query, missing="drop", parse=False, nrows=args.limit)
     if transform is not None:
         y = transform(y)
     start = time.perf_counter()
@@ -105,6 +106,8 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n-jobs", type=int, default=2, help="processes for featurizing")
     parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="read only the first N rows (smoke tests)")
+    parser.add_argument("--data-dir", type=Path, default=None, help=f"the data folder (default {SHARED_DATA})")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results" / "table1.jsonl")
     args = parser.parse_args()
     for task in TASKS if args.task == "all" else [args.task]:

@@ -22,6 +22,13 @@ class GraphBatch:
     ----------
     tensors : dict of Tensor
         See :func:`collate_graphs`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> batch = GraphBatch({"n_atoms": torch.tensor([2, 3])})
+    >>> len(batch), batch.to("cpu")["n_atoms"].tolist()
+    (2, [2, 3])
     """
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
@@ -55,6 +62,15 @@ def collate_graphs(graphs: CrystalGraphs) -> GraphBatch:
         Holding ``atomic_numbers`` (n_atoms,), ``edge_src`` and ``edge_dst`` (n_edges,)
         atom indices in the batch, ``edge_dist`` (n_edges,) in Å,
         ``crystal_idx`` (n_atoms,) and ``n_atoms`` (n_crystals,).
+
+    Examples
+    --------
+    >>> from skcgcnn import CrystalGraphTransformer
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, _ = make_ionic_crystals(3, random_state=0)
+    >>> batch = collate_graphs(CrystalGraphTransformer().transform(X))
+    >>> batch.tensors["crystal_idx"].unique().tolist(), int(batch.tensors["n_atoms"].sum()) == sum(map(len, X))
+    ([0, 1, 2], True)
     """
     n_atoms = graphs.n_atoms
     crystal_idx = np.repeat(np.arange(len(graphs)), n_atoms)
@@ -71,7 +87,23 @@ def collate_graphs(graphs: CrystalGraphs) -> GraphBatch:
 
 
 def passthrough_collate(batch):
-    """Collate function for a dataset whose ``__getitems__`` already returns a whole batch."""
+    """Collate function for a dataset whose ``__getitems__`` already returns a whole batch.
+
+    Parameters
+    ----------
+    batch : tuple
+        What :meth:`CrystalGraphDataset.__getitems__` returned.
+
+    Returns
+    -------
+    tuple
+        ``batch`` unchanged.
+
+    Examples
+    --------
+    >>> passthrough_collate(("graphs", "targets"))
+    ('graphs', 'targets')
+    """
     return batch
 
 
@@ -86,6 +118,17 @@ class CrystalGraphDataset(Dataset):
     ----------
     X : CrystalGraphs
     y : array-like of shape (n_crystals, ...), default=None
+
+    Examples
+    --------
+    >>> from torch.utils.data import DataLoader
+    >>> from skcgcnn import CrystalGraphTransformer
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(10, random_state=0)
+    >>> dataset = CrystalGraphDataset(CrystalGraphTransformer().transform(X), y)
+    >>> batch, targets = next(iter(DataLoader(dataset, batch_size=4, collate_fn=passthrough_collate)))
+    >>> len(batch), targets.shape
+    (4, torch.Size([4]))
     """
 
     def __init__(self, X: CrystalGraphs, y=None):

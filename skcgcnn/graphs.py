@@ -60,6 +60,14 @@ class GraphSettings:
         Spacing and width of the Gaussian centres, in Å.
     atom_features : AtomFeatures
         Element -> feature vector table.
+
+    Examples
+    --------
+    >>> settings = CrystalGraphTransformer().settings
+    >>> settings.describe()
+    "radius=8.0, max_num_nbr=12, dmin=0.0, step=0.2, atom_features='cgcnn'"
+    >>> len(settings.gaussian_centers)
+    41
     """
 
     radius: float
@@ -110,6 +118,14 @@ class CrystalGraphs:
         Which slots hold a real neighbour within ``radius``.
     offsets : ndarray of int64, shape (n_crystals + 1,)
     settings : GraphSettings
+
+    Examples
+    --------
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, _ = make_ionic_crystals(10, random_state=0)
+    >>> graphs = CrystalGraphTransformer().transform(X)
+    >>> len(graphs), len(graphs[2:5]), graphs[[0, 3]].n_atoms.tolist() == [len(X[0]), len(X[3])]
+    (10, 3, True)
     """
 
     def __init__(self, atomic_numbers, nbr_idx, nbr_dist, nbr_mask, offsets, settings: GraphSettings):

@@ -36,6 +36,15 @@ def site_contributions(estimator, X):
         If the estimator does not use linear pooling.
     sklearn.exceptions.NotFittedError
         If it is not fitted.
+
+    Examples
+    --------
+    >>> from skcgcnn import CGCNNRegressor
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(30, random_state=0)
+    >>> reg = CGCNNRegressor(pooling="linear", max_epochs=2, random_state=0).fit(X, y)
+    >>> site_contributions(reg, X[:1]).columns.tolist()
+    ['crystal', 'site', 'element', 'contribution']
     """
     import pandas as pd
 

@@ -19,6 +19,13 @@ class GaussianExpansion(nn.Module):
     ----------
     dmin, radius, step : float
         First centre, last centre and spacing, in Å.
+
+    Examples
+    --------
+    >>> expand = GaussianExpansion(0.0, 8.0, 0.2)
+    >>> u = expand(torch.tensor([2.0, 3.1]))
+    >>> tuple(u.shape), round(float(u[0, 10]), 6)
+    ((2, 41), 1.0)
     """
 
     def __init__(self, dmin: float = 0.0, radius: float = 8.0, step: float = 0.2):
@@ -47,6 +54,14 @@ class CGConv(nn.Module):
         Length of the atom vectors ``v``.
     nbr_fea_len : int
         Length of the edge vectors ``u`` (number of Gaussians).
+
+    Examples
+    --------
+    >>> conv = CGConv(atom_fea_len=8, nbr_fea_len=41)
+    >>> v, u = torch.randn(3, 8), torch.randn(4, 41)
+    >>> src, dst = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 0, 0])
+    >>> tuple(conv(v, u, src, dst).shape)
+    (3, 8)
     """
 
     def __init__(self, atom_fea_len: int, nbr_fea_len: int):
@@ -95,6 +110,17 @@ class CGCNN(nn.Module):
     pooling : {"mean", "sum", "max", "linear"}, default="mean"
     dropout : float, default=0.0
         Dropout before the output layer.
+
+    Examples
+    --------
+    >>> from skcgcnn import CrystalGraphTransformer
+    >>> from skcgcnn.batching import collate_graphs
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, _ = make_ionic_crystals(4, random_state=0)
+    >>> graphs = CrystalGraphTransformer().transform(X)
+    >>> model = CGCNN(graphs.settings.atom_features.table).eval()
+    >>> tuple(model(**collate_graphs(graphs).tensors).shape)
+    (4, 1)
     """
 
     def __init__(

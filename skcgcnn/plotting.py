@@ -85,6 +85,14 @@ def plot_roc(y_true, proba, ax=None, pos_label=None, name: str = "CGCNN"):
     Returns
     -------
     matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> ax = plot_roc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> ax.get_legend().get_texts()[0].get_text()
+    'CGCNN (AUC = 0.75)'
     """
     from sklearn.metrics import RocCurveDisplay
 
@@ -138,6 +146,18 @@ def plot_learning_curve(
     Returns
     -------
     matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skcgcnn import CGCNNRegressor, CrystalGraphTransformer
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(30, random_state=0)
+    >>> graphs = CrystalGraphTransformer().transform(X)
+    >>> ax = plot_learning_curve(CGCNNRegressor(max_epochs=2), graphs, y, train_sizes=[10, 20], cv=3)
+    >>> ax.lines[0].get_xdata().tolist()
+    [10, 20]
     """
     from sklearn.model_selection import learning_curve
 

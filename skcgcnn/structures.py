@@ -11,7 +11,7 @@ from joblib import Parallel, delayed
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
-__all__ = ["as_structure", "as_input_list", "as_structure_list", "chunk_size"]
+__all__ = ["as_structure", "as_input_list", "as_structure_list"]
 
 _CIF_MARKERS = ("_cell_length_a", "_atom_site_")
 
@@ -111,6 +111,12 @@ def as_input_list(X: Any) -> list:
         If ``X`` is a single structure rather than a sequence of them.
     ValueError
         If ``X`` is empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_input_list(np.array(["a.cif", "b.cif"], dtype=object))
+    ['a.cif', 'b.cif']
     """
     single = isinstance(X, (Structure, str, PathLike)) or type(X).__name__ == "Atoms"
     if single or not hasattr(X, "__len__"):
@@ -156,6 +162,13 @@ def as_structure_list(X: Any, n_jobs: int | None = None, verbose: int = 0) -> li
         If ``X`` is empty or an item is invalid (the message names its position).
     TypeError
         If ``X`` is a single structure rather than a sequence of them.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> [s.formula for s in as_structure_list([nacl, nacl.to(fmt="cif")])]
+    ['Na1 Cl1', 'Na1 Cl1']
     """
     items = as_input_list(X)
     if n_jobs in (None, 1) and not verbose:

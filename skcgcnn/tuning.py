@@ -89,6 +89,13 @@ def make_storage(storage):
     Returns
     -------
     str, optuna storage or None
+
+    Examples
+    --------
+    >>> type(make_storage("journal:/tmp/skcgcnn_doctest_study.log")).__name__
+    'JournalStorage'
+    >>> make_storage("sqlite:///tune.db")
+    'sqlite:///tune.db'
     """
     if isinstance(storage, str) and storage.startswith("journal:"):
         from optuna.storages import JournalStorage

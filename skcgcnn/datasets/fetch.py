@@ -43,6 +43,12 @@ def get_data_home(data_home: str | PathLike | None = None) -> Path:
     Returns
     -------
     Path
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> get_data_home(tempfile.mkdtemp()).is_dir()
+    True
     """
     home = Path(data_home or os.environ.get("SKCGCNN_DATA") or Path.home() / "skcgcnn_data").expanduser()
     home.mkdir(parents=True, exist_ok=True)
@@ -115,6 +121,12 @@ def fetch_matbench(
     ValueError
         If the task is unknown and no checksum is given, or the downloaded or
         cached file does not match its checksum.
+
+    Examples
+    --------
+    >>> X, y, ids = fetch_matbench("matbench_perovskites")  # doctest: +SKIP
+    >>> len(X), ids[0]  # doctest: +SKIP
+    (18928, 'mb-perovskites-00001')
     """
     expected = sha256 or MATBENCH_TASKS.get(name)
     if expected is None:

@@ -57,6 +57,20 @@ def load_cgcnn_dir(path: str | PathLike, n_jobs: int | None = None, verbose: int
     ValueError
         On duplicate ids, a line with a missing or non-numeric target, or lines
         with different numbers of targets; the message names the id and line.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> structures, energies = make_ionic_crystals(3, random_state=0)
+    >>> for i, s in enumerate(structures):
+    ...     _ = s.to(filename=str(folder / f"c{i}.cif"))
+    >>> _ = (folder / "id_prop.csv").write_text(chr(10).join(["c0,1.5", "c1,2.0", "c2,0.5"]))
+    >>> X, y, ids = load_cgcnn_dir(folder)
+    >>> ids, y.tolist()
+    (['c0', 'c1', 'c2'], [1.5, 2.0, 0.5])
     """
     folder = Path(path)
     table = folder / "id_prop.csv"
@@ -153,6 +167,19 @@ def load_csv(
         If a named column is absent, a target is missing with
         ``missing="raise"`` (the message names the ids), a numeric target
         column holds stray text, or no row is left.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> structures, energies = make_ionic_crystals(4, random_state=0)
+    >>> path = tempfile.mkdtemp() + "/data.csv.gz"
+    >>> pd.DataFrame({"id": ["a", "b", "c", "d"], "cif": [s.to(fmt="cif") for s in structures],
+    ...               "energy": [1.0, None, 3.0, 4.0]}).to_csv(path, index=False)
+    >>> X, y, ids = load_csv(path, target="energy", missing="drop")
+    >>> ids, y.tolist()
+    (['a', 'c', 'd'], [1.0, 3.0, 4.0])
     """
     import pandas as pd
 
@@ -232,6 +259,12 @@ def load_matbench(path: str | PathLike, target: str | None = None):
     ------
     ValueError
         If the file is not in the matbench layout or a structure cannot be read.
+
+    Examples
+    --------
+    >>> X, y, ids = load_matbench("matbench_log_kvrh.json.gz")  # doctest: +SKIP
+    >>> ids[0]  # doctest: +SKIP
+    'mb-log-kvrh-00001'
     """
     path = Path(path)
     data = _read_json(path)
