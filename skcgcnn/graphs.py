@@ -401,7 +401,6 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         return tags
 
 
-
 def _warn_short(graphs: CrystalGraphs) -> None:
     short = ~graphs.nbr_mask[:, -1]
     n_short = int(short.sum())

@@ -219,7 +219,10 @@ def plot_periodic_table(values_by_element, ax=None, cmap: str = "coolwarm", labe
 
     values = {}
     for key, value in values_by_element.items():
-        element = key if isinstance(key, Element) else Element.from_Z(key) if isinstance(key, (int, np.integer)) else Element(key)
+        if isinstance(key, Element):
+            element = key
+        else:
+            element = Element.from_Z(int(key)) if isinstance(key, (int, np.integer)) else Element(key)
         values[element.Z] = float(value)
     if not values:
         raise ValueError("values_by_element is empty")

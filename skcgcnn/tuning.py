@@ -108,10 +108,9 @@ def make_storage(storage):
 def _suggest(trial: optuna.Trial, name: str, distribution):
     if isinstance(distribution, CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
-    if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
-    if isinstance(distribution, FloatDistribution):
-        return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    if isinstance(distribution, (IntDistribution, FloatDistribution)):
+        suggest = trial.suggest_int if isinstance(distribution, IntDistribution) else trial.suggest_float
+        return suggest(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
     raise TypeError(f"{name}: unsupported distribution {type(distribution).__name__}")
 
 

@@ -157,8 +157,9 @@ def test_partial_fit_keeps_scaling_and_continues(split):
 
 def test_validation_callbacks_do_not_crash_without_a_split(split, tmp_path):
     X, y = split[0][:20], split[1][:20]
-    callbacks = [EarlyStopping(patience=2), Checkpoint(dirname=str(tmp_path), monitor="valid_loss_best", f_params=None,
-                                                      f_optimizer=None, f_criterion=None, f_history=None)]
+    checkpoint = Checkpoint(dirname=str(tmp_path), monitor="valid_loss_best", f_params=None, f_optimizer=None,
+                            f_criterion=None, f_history=None)
+    callbacks = [EarlyStopping(patience=2), checkpoint]
     reg = CGCNNRegressor(max_epochs=3, callbacks=callbacks, random_state=0, **SMALL)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

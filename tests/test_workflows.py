@@ -54,7 +54,8 @@ def test_pipeline_regressor_equals_transform_then_fit(data, graphs):
     X, y, X_new = data
     pipe = pipeline(CGCNNRegressor(**FAST)).fit(X, y)
     direct = CGCNNRegressor(**FAST).fit(graphs, y)
-    np.testing.assert_allclose(pipe.predict(X_new), direct.predict(CrystalGraphTransformer(radius=6.0).transform(X_new)), rtol=1e-5)
+    new_graphs = CrystalGraphTransformer(radius=6.0).transform(X_new)
+    np.testing.assert_allclose(pipe.predict(X_new), direct.predict(new_graphs), rtol=1e-5)
     assert pipe.predict(X_new).shape == (len(X_new),)
 
 
@@ -214,7 +215,8 @@ def test_joblib_round_trip_in_a_fresh_process(tmp_path, data, graphs, as_pipelin
     path, inputs, out = tmp_path / "model.joblib", tmp_path / "inputs.joblib", tmp_path / "pred.npy"
     joblib.dump(model, path)
     joblib.dump(new, inputs)
-    code = f"import joblib, numpy; numpy.save({str(out)!r}, joblib.load({str(path)!r}).predict(joblib.load({str(inputs)!r})))"
+    code = (f"import joblib, numpy; "
+            f"numpy.save({str(out)!r}, joblib.load({str(path)!r}).predict(joblib.load({str(inputs)!r})))")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     np.testing.assert_array_equal(np.load(out), model.predict(new))
 

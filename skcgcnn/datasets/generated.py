@@ -41,7 +41,12 @@ def _binary(rng, prototype: str) -> tuple[list[str], list[list[float]], list[int
     anion = str(rng.choice(_ANIONS[q_an]))
     bond = np.mean([_radius(c, q_cat) for c in cations]) + _radius(anion, -q_an)
     # Lattice constant from the shortest cation-anion distance of each prototype.
-    factor = {"rocksalt": 2.0, "cesium_chloride": 2 / np.sqrt(3), "zincblende": 4 / np.sqrt(3), "fluorite": 4 / np.sqrt(3)}
+    factor = {
+        "rocksalt": 2.0,
+        "cesium_chloride": 2 / np.sqrt(3),
+        "zincblende": 4 / np.sqrt(3),
+        "fluorite": 4 / np.sqrt(3),
+    }
     species = cations + [anion] * len(anion_sites)
     charges = [q_cat] * len(cation_sites) + [-q_an] * len(anion_sites)
     return species, cation_sites + anion_sites, charges, bond * factor[prototype]

@@ -22,7 +22,9 @@ def _target_array(values: list[list[float]]) -> np.ndarray:
     return y[:, 0] if y.shape[1] == 1 else y
 
 
-def load_cgcnn_dir(path: str | PathLike, n_jobs: int | None = None, verbose: int = 0, return_atom_features: bool = False):
+def load_cgcnn_dir(
+    path: str | PathLike, n_jobs: int | None = None, verbose: int = 0, return_atom_features: bool = False
+):
     """Load a data set in the original CGCNN layout.
 
     The folder holds ``id_prop.csv`` (no header; each line ``id,target`` or
