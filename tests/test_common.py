@@ -42,11 +42,12 @@ def cases():
         for check in CHECKS:
             marks = []
             if check.__name__ in SKORCH_REASONS and not isinstance(estimator, CrystalGraphTransformer):
-                marks = [pytest.mark.xfail(reason=SKORCH_REASONS[check.__name__], strict=True)]
+                marks = [pytest.mark.xfail(reason=SKORCH_REASONS[check.__name__], strict=True),
+                         pytest.mark.filterwarnings("ignore::UserWarning")]
             yield pytest.param(estimator, check, id=f"{name}-{check.__name__}", marks=marks)
 
 
-@pytest.mark.parametrize("estimator, check", cases())
+@pytest.mark.parametrize("estimator, check", list(cases()))
 def test_sklearn_check(estimator, check):
     check(type(estimator).__name__, clone(estimator))
 
