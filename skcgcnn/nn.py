@@ -82,7 +82,7 @@ class CGConv(nn.Module):
         z = torch.addmm(atom_part, u, weight[:, 2 * f :].t())
         gate, core = self.bn_edge(z).chunk(2, dim=1)
         messages = torch.sigmoid(gate) * F.softplus(core)
-        summed = torch.zeros_like(v).index_add_(0, edge_src, messages)
+        summed = messages.new_zeros((v.shape[0], f)).index_add_(0, edge_src, messages)
         return F.softplus(v + self.bn_sum(summed))
 
 

@@ -230,3 +230,15 @@ def test_time_budget_stops_gracefully(split):
     reg = CGCNNRegressor(max_epochs=30, callbacks=[TimeBudget(0.0), HeldOutScore(Xt, yt)], **SMALL).fit(X, y)
     assert len(reg.history) == 1
     assert reg.predict(Xt).shape == (len(Xt),)
+
+
+def test_bfloat16_precision_learns_and_stays_close_to_float32(split):
+    X, y, Xt, yt = split
+    full = CGCNNRegressor(max_epochs=40, batch_size=16, random_state=0).fit(X, y)
+    mixed = CGCNNRegressor(max_epochs=40, batch_size=16, random_state=0, precision="bfloat16").fit(X, y)
+    dummy = mean_absolute_error(yt, DummyRegressor().fit(X, y).predict(Xt))
+    assert mean_absolute_error(yt, mixed.predict(Xt)) < 0.5 * dummy
+    assert np.isfinite(mixed.predict(Xt)).all()
+    assert not np.array_equal(mixed.predict(Xt), full.predict(Xt))
+    with pytest.raises(ValueError, match="precision must be"):
+        CGCNNRegressor(max_epochs=1, precision="float16", **SMALL).fit(X, y)

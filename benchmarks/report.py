@@ -1,0 +1,76 @@
+"""Render the JSON-lines results of the benchmarks as the Markdown tables of docs/benchmarks.md.
+
+    python benchmarks/report.py > /tmp/tables.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def records(name: str) -> list[dict]:
+    path = RESULTS / f"{name}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table1() -> str:
+    latest = {r["task"]: r for r in records("table1")}
+    rows = []
+    for r in latest.values():
+        metric = "ROC-AUC" if r["metric"] == "roc_auc" else f"MAE {r['unit']}".strip()
+        rows.append([r["task"], metric, r["test"], r["published"], f"{r['n_train']:,} ({r['published_n_train']:,})",
+                     f"{r['epochs']} (best {r['best_epoch']})", f"{r['train_s'] / 60:.1f} min", r["hardware"],
+                     r["date"], f"`{r['command']}`"])
+    header = ["task", "metric", "skcgcnn (test)", "paper", "training crystals (paper)", "epochs",
+              "training time", "hardware", "date", "command"]
+    return table(header, rows)
+
+
+def speed() -> str:
+    rows = []
+    for r in records("train"):
+        if r["benchmark"] != "train_speed":
+            continue
+        if r.get("step") == "predict":
+            rows.append([r["data"], "predict", "", r["crystals_per_s"], "", "", f"peak RSS {r['peak_rss_mib']} MiB"])
+        elif r["implementation"] == "baseline":
+            rows.append([r["data"], "baseline", r["epoch_s"], r["crystals_per_s"], "", "",
+                         f"skcgcnn is {r['speedup_of_skcgcnn']}x faster"
+                         + (f" ({r['speedup_of_skcgcnn_bfloat16']}x in bfloat16)"
+                            if "speedup_of_skcgcnn_bfloat16" in r else "")])
+        else:
+            rows.append([r["data"], f"skcgcnn ({r.get('precision', 'float32')})", r["epoch_s"], r["crystals_per_s"], r["train_gflop_per_epoch"],
+                         r["achieved_gflop_per_s"], f"{r['n_atoms']:,} atoms, {r['n_edges']:,} edges"])
+    header = ["data", "implementation", "epoch (s)", "crystals/s", "GFLOP/epoch", "GFLOP/s", "note"]
+    return table(header, rows)
+
+
+def recipes() -> str:
+    by_recipe: dict[str, list[float]] = {}
+    for r in records("train"):
+        if r["benchmark"] == "optimizer_recipes":
+            by_recipe.setdefault(r["recipe"], []).append(r["test_mae"])
+    rows = [[name, len(maes), f"{sum(maes) / len(maes):.4f}", " / ".join(f"{m:.4f}" for m in maes)]
+            for name, maes in by_recipe.items()]
+    return table(["recipe", "seeds", "mean test MAE", "per seed"], rows)
+
+
+def featurize() -> str:
+    rows = [[r["step"], r.get("n_jobs", 1), r["n_structures"], r["structures_per_s"], r.get("bytes_per_atom", ""),
+             r.get("speedup_n_jobs_1", "")] for r in records("featurize")]
+    return table(["step", "n_jobs", "structures", "structures/s", "bytes/atom", "speed-up over reference"], rows)
+
+
+if __name__ == "__main__":
+    for title, body in (("Table I", table1()), ("Training speed", speed()), ("Optimizer recipes", recipes()),
+                        ("Featurization", featurize())):
+        print(f"## {title}\n\n{body}\n")
