@@ -48,7 +48,8 @@ def speed() -> str:
                          + (f" ({r['speedup_of_skcgcnn_bfloat16']}x in bfloat16)"
                             if "speedup_of_skcgcnn_bfloat16" in r else "")])
         else:
-            rows.append([r["data"], f"skcgcnn ({r.get('precision', 'float32')})", r["epoch_s"], r["crystals_per_s"], r["train_gflop_per_epoch"],
+            name = f"skcgcnn ({r.get('precision', 'float32')})"
+            rows.append([r["data"], name, r["epoch_s"], r["crystals_per_s"], r["train_gflop_per_epoch"],
                          r["achieved_gflop_per_s"], f"{r['n_atoms']:,} atoms, {r['n_edges']:,} edges"])
     header = ["data", "implementation", "epoch (s)", "crystals/s", "GFLOP/epoch", "GFLOP/s", "note"]
     return table(header, rows)
