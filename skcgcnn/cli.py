@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,34 @@ def _is_classification(args, y) -> bool:
     return y.dtype.kind in "bOUS"
 
 
+# ----- outputs -----------------------------------------------------------------
+def _writable(path, force: bool) -> Path:
+    """Check before any long work that ``path`` may be written."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ValueError(f"{path} exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _atomic(path: Path):
+    """A temporary path next to ``path``, renamed onto it only if the block succeeds.
+
+    An interrupted run then never leaves a half-written model or table behind.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _figure_path(output: Path, classification: bool) -> Path:
+    return output.with_name(output.stem + ("_roc.png" if classification else "_parity.png"))
+
+
 # ----- commands ----------------------------------------------------------------
 def _fit(args: argparse.Namespace) -> int:
     import joblib
@@ -135,8 +165,10 @@ def _fit(args: argparse.Namespace) -> int:
     from .callbacks import HeldOutScore
     from .graphs import CrystalGraphTransformer
 
+    output = _writable(args.output, args.force)
     X, y, _, atom_features = _load_training_data(args)
     classification = _is_classification(args, np.asarray(y))
+    figure = _writable(_figure_path(output, classification), args.force)
     transformer = CrystalGraphTransformer(radius=args.radius, max_num_nbr=args.max_num_nbr, step=args.step,
                                           atom_features=atom_features, n_jobs=args.n_jobs, verbose=1)
     graphs = transformer.transform(X)
@@ -152,16 +184,15 @@ def _fit(args: argparse.Namespace) -> int:
     report = {"validation": _metrics(net, graphs[val], y[val], classification),
               "test": _metrics(net, graphs[test], y[test], classification)}
     print(json.dumps(report, indent=2))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(Pipeline([("graph", transformer.set_params(verbose=0)), ("cgcnn", net)]), output)
+    with _atomic(output) as tmp:
+        joblib.dump(Pipeline([("graph", transformer.set_params(verbose=0)), ("cgcnn", net)]), tmp)
     print(f"model written to {output}")
-    if len(test):
-        print(f"figure written to {_figure(net, graphs[test], y[test], classification, output)}")
+    if len(test) and _figure(net, graphs[test], y[test], classification, figure):
+        print(f"figure written to {figure}")
     return 0
 
 
-def _figure(net, graphs, y, classification, output: Path) -> Path:
+def _figure(net, graphs, y, classification, path: Path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,20 +200,17 @@ def _figure(net, graphs, y, classification, output: Path) -> Path:
 
     from .plotting import plot_parity, plot_roc
 
+    if classification and len(net.classes_) != 2:
+        return False
     fig, ax = plt.subplots(figsize=(5, 5))
-    if classification and len(net.classes_) == 2:
+    if classification:
         plot_roc((np.asarray(y) == net.classes_[1]).astype(int), net.predict_proba(graphs), ax=ax)
-        path = output.with_name(output.stem + "_roc.png")
-    elif classification:
-        plt.close(fig)
-        return Path("(no figure for more than two classes)")
     else:
-        pred = net.predict(graphs)
-        plot_parity(np.ravel(y), np.ravel(pred), ax=ax)
-        path = output.with_name(output.stem + "_parity.png")
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+        plot_parity(np.ravel(y), np.ravel(net.predict(graphs)), ax=ax)
+    with _atomic(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
     plt.close(fig)
-    return path
+    return True
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -190,6 +218,7 @@ def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
     from sklearn.base import is_classifier
 
+    output = _writable(args.output, args.force)
     model = joblib.load(args.model)
     items, ids = _prediction_inputs(args.inputs, args.structure_column, args.id_column)
     print(f"predicting {len(items)} structures")
@@ -207,8 +236,9 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             for k in range(pred.shape[1]):
                 table[f"prediction_{k}"] = pred[:, k]
-    table.to_csv(args.output, index=False)
-    print(f"predictions written to {args.output}")
+    with _atomic(output) as tmp:
+        table.to_csv(tmp, index=False)
+    print(f"predictions written to {output}")
     return 0
 
 
@@ -219,6 +249,7 @@ def _tune(args: argparse.Namespace) -> int:
     from .graphs import CrystalGraphTransformer
     from .tuning import default_search_space, tune
 
+    output = _writable(args.output, args.force)
     X, y, _, atom_features = _load_training_data(args)
     classification = _is_classification(args, np.asarray(y))
     graphs = CrystalGraphTransformer(atom_features=atom_features, n_jobs=args.n_jobs, verbose=1).transform(X)
@@ -241,8 +272,9 @@ def _tune(args: argparse.Namespace) -> int:
     print(json.dumps({"test": report}, indent=2))
     if not args.search_graphs:
         best = Pipeline([("graph", CrystalGraphTransformer(atom_features=atom_features)), ("cgcnn", best)])
-    joblib.dump(best, args.output)
-    print(f"best model written to {args.output}")
+    with _atomic(output) as tmp:
+        joblib.dump(best, tmp)
+    print(f"best model written to {output}")
     return 0
 
 
@@ -323,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--step", type=float, default=0.2)
     _add_model_options(fit)
     fit.add_argument("-o", "--output", default="model.joblib", help="model file (default model.joblib)")
+    fit.add_argument("--force", action="store_true", help="overwrite existing output files")
     fit.set_defaults(func=_fit)
 
     predict = sub.add_parser("predict", help="predict with a saved model")
@@ -331,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--structure-column", default="cif")
     predict.add_argument("--id-column", default="id")
     predict.add_argument("-o", "--output", default="predictions.csv")
+    predict.add_argument("--force", action="store_true", help="overwrite an existing output file")
     predict.set_defaults(func=_predict)
 
     tune = sub.add_parser("tune", help="search hyperparameters with Optuna (pruned, resumable, shareable)")
@@ -344,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--search-graphs", action="store_true",
                       help="also search radius and max_num_nbr (re-featurizes per setting)")
     tune.add_argument("-o", "--output", default="best.joblib")
+    tune.add_argument("--force", action="store_true", help="overwrite an existing output file")
     tune.set_defaults(func=_tune)
 
     demo = sub.add_parser("demo", help="fit on a generated set of ionic crystals and report the test MAE")

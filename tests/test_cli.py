@@ -1,5 +1,7 @@
 import json
 
+import joblib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,6 +44,15 @@ def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, caps
     assert list(table.columns) == ["id", "prediction"]
     assert len(table) == 41 and table.id[0] == str(single)
     assert table.prediction.iloc[0] == pytest.approx(table.set_index("id").prediction[str(single)])
+    folder_rows = table.iloc[1:].set_index("id").prediction
+    files = [original_layout / f"id{i}.cif" for i in range(40)]
+    expected = joblib.load(model).predict(files)
+    np.testing.assert_allclose([folder_rows[str(f)] for f in files], expected, rtol=1e-5)
+
+    assert main(["predict", str(model), str(single), "-o", str(predictions)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["fit", str(original_layout), "-o", str(model), *TRAIN]) == 2
+    assert not list(tmp_path.glob("**/.*.tmp"))
 
 
 def test_classification_from_csv_with_text_labels(tmp_path, crystals):
@@ -66,10 +77,19 @@ def test_tune_with_a_journal_storage_resumes(tmp_path, original_layout, capsys):
     args = ["tune", str(original_layout), "--n-trials", "2", *TRAIN, "--storage", f"journal:{journal}",
             "--study-name", "s", "-o", str(tmp_path / "best.joblib")]
     assert main(args) == 0
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "best of 2 trials" in out and "best of 4 trials" in out
+    assert "best of 2 trials" in capsys.readouterr().out
+    assert main(args) == 2  # the first run's model is not overwritten without --force
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+    assert "best of 4 trials" in capsys.readouterr().out
     assert (tmp_path / "best.joblib").is_file()
+
+
+def test_a_bad_cif_names_its_path(tmp_path, original_layout, capsys):
+    (original_layout / "id7.cif").write_text("data_broken\n_cell_length_a 1\n")
+    assert main(["fit", str(original_layout), "-o", str(tmp_path / "m.joblib"), *TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert "id7.cif" in err.strip().splitlines()[-1] and "Traceback" not in err
 
 
 def test_errors_exit_with_status_2(tmp_path, capsys):
@@ -83,3 +103,15 @@ def test_errors_exit_with_status_2(tmp_path, capsys):
 def test_demo_runs_a_small_fit(capsys):
     assert main(["demo", "--n-samples", "30", "--epochs", "2"]) == 0
     assert "test MAE" in capsys.readouterr().out
+
+
+def test_fit_on_a_matbench_file(tmp_path, crystals, capsys):
+    import gzip
+
+    structures, y = crystals
+    payload = {"index": [f"mb-{i}" for i in range(len(y))], "columns": ["structure", "e_form"],
+               "data": [[s.as_dict(), float(v)] for s, v in zip(structures, y)]}
+    with gzip.open(tmp_path / "task.json.gz", "wt") as handle:
+        json.dump(payload, handle)
+    assert main(["fit", str(tmp_path / "task.json.gz"), "-o", str(tmp_path / "m.joblib"), *TRAIN]) == 0
+    assert "40 crystals: 32 for training" in capsys.readouterr().out
