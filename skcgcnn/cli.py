@@ -338,7 +338,7 @@ def _add_model_options(parser):
     group.add_argument("--batch-size", type=int, default=64)
     group.add_argument("--device", default="cpu", help="cpu or cuda")
     group.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
-                       help="bfloat16: mixed precision, faster on recent CPUs and GPUs")
+                       help="bfloat16: mixed precision, meant for GPUs with bfloat16 units")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -275,9 +275,10 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         reproducible.
     precision : {"float32", "bfloat16"}, default="float32"
         ``"bfloat16"`` runs the network under ``torch.autocast`` (mixed
-        precision, parameters kept in float32): about 1.5x faster per epoch
-        on CPUs with bfloat16 instructions and on recent GPUs, at some cost
-        in accuracy.
+        precision, parameters kept in float32). On a 2-core CPU with
+        bfloat16 instructions an epoch was 0-15 % faster
+        (``benchmarks/train.py``); it is meant for GPUs with bfloat16 units.
+        Check the accuracy on your task before relying on it.
     optimizer : torch optimizer class or {"adamw", "adam", "sgd"}, default=torch.optim.AdamW
     lr : float, default=1e-3
     max_epochs : int, default=100
