@@ -147,3 +147,18 @@ def test_bad_architecture_arguments():
         CGCNN(np.zeros((3, 2)), pooling="median")
     with pytest.raises(ValueError, match="n_h"):
         CGCNN(np.zeros((3, 2)), n_h=0)
+
+
+def test_eval_batch_norm_as_multiply_add_equals_batch_norm():
+    from skcgcnn.nn import _batch_norm as batch_norm
+
+    bn = torch.nn.BatchNorm1d(6)
+    for _ in range(3):
+        bn(torch.randn(50, 6) * 3 + 1)
+    bn.weight.data.uniform_(0.5, 2.0)
+    bn.bias.data.uniform_(-1.0, 1.0)
+    bn.eval()
+    x = torch.randn(40, 6)
+    torch.testing.assert_close(batch_norm(bn, x), bn(x))
+    bn.train()
+    torch.testing.assert_close(batch_norm(bn, x), bn(x))
