@@ -27,7 +27,8 @@ def _load_training_data(args):
     if path.is_dir():
         X, y, ids = load_cgcnn_dir(path, n_jobs=args.n_jobs, verbose=1)
         if args.target is not None:
-            if not args.target.isdigit() or y.ndim == 1 and int(args.target) != 0:
+            n_targets = 1 if y.ndim == 1 else y.shape[1]
+            if not args.target.isdigit() or int(args.target) >= n_targets:
                 raise ValueError(
                     f"{path} is in the original layout: --target is the 0-based column of id_prop.csv's "
                     f"targets, got {args.target!r}"
