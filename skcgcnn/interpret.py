@@ -62,10 +62,13 @@ def site_contributions(estimator, X):
             parts.append(module.site_contributions(**batch.to(estimator.device)).float().cpu().numpy())
     sites = np.concatenate(parts) * estimator.y_scale_ + estimator.y_mean_
     n_atoms = graphs.n_atoms
+    # One symbol lookup per distinct element, then a vectorised gather per atom.
+    present, inverse = np.unique(graphs.atomic_numbers, return_inverse=True)
+    symbols = np.array([Element.from_Z(int(z)).symbol for z in present], dtype=object)
     frame = pd.DataFrame({
         "crystal": np.repeat(np.arange(len(graphs)), n_atoms),
         "site": np.arange(n_atoms.sum()) - np.repeat(graphs.offsets[:-1], n_atoms),
-        "element": [Element.from_Z(int(z)).symbol for z in graphs.atomic_numbers],
+        "element": symbols[inverse],
     })
     if sites.shape[1] == 1:
         frame["contribution"] = sites[:, 0]

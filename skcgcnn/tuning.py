@@ -244,9 +244,8 @@ def tune(
     def objective(trial: optuna.Trial) -> float:
         candidate = clone(estimator).set_params(**{name: _suggest(trial, name, d) for name, d in space.items()})
         if net_prefix:
-            steps = dict(candidate.steps)
             net = candidate.steps[-1][1]
-            transformer = steps[graph_prefix[:-2]] if graph_prefix else None
+            transformer = candidate.named_steps[graph_prefix[:-2]] if graph_prefix else None
         else:
             net, transformer = candidate, candidate.featurizer
         graphs = cache.get(transformer)
