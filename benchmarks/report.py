@@ -56,13 +56,16 @@ def speed() -> str:
 
 
 def recipes() -> str:
-    by_recipe: dict[str, list[float]] = {}
+    runs: dict[tuple[str, str], list[dict]] = {}
     for r in records("train"):
         if r["benchmark"] == "optimizer_recipes":
-            by_recipe.setdefault(r["recipe"], []).append(r["test_mae"])
-    rows = [[name, len(maes), f"{sum(maes) / len(maes):.4f}", " / ".join(f"{m:.4f}" for m in maes)]
-            for name, maes in by_recipe.items()]
-    return table(["recipe", "seeds", "mean test MAE", "per seed"], rows)
+            runs.setdefault((r["data"], r["recipe"]), []).append(r)
+    rows = []
+    for (data, name), rs in runs.items():
+        maes = [r["test_mae"] for r in rs]
+        rows.append([data, name, rs[0]["epochs"], len(maes), f"{sum(maes) / len(maes):.4f}",
+                     " / ".join(f"{m:.4f}" for m in maes), f"{sum(r['fit_s'] for r in rs) / len(rs) / 60:.1f}"])
+    return table(["data", "recipe", "epochs", "seeds", "mean test MAE", "per seed", "fit (min)"], rows)
 
 
 def featurize() -> str:
