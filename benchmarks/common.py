@@ -16,6 +16,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MP_CSV = SHARED_DATA / "mp_cgcnn_36737" / "mp_cgcnn_36737.csv.gz"
 ELASTIC_CSV = SHARED_DATA / "mp_elasticity_3191" / "mp_elasticity_3191.csv.gz"
 PEROV_CSV = SHARED_DATA / "perov_5" / "perov_5_val_test.csv.gz"
+# Each script appends its JSON lines to RESULTS / "<script>.jsonl", which report.py reads.
+RESULTS = Path(__file__).parent / "results"
 
 
 def hardware(device: str = "cpu") -> str:
@@ -41,7 +43,7 @@ def peak_rss_mib() -> float:
 def require(path: Path) -> Path:
     """Exit with a clear message when a data file is absent."""
     if not path.is_file():
-        sys.exit(f"data file {path} not found; pass its location with --data")
+        sys.exit(f"data file {path} not found; pass its location on the command line (see --help)")
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import MP_CSV, emit, hardware, require
+from common import MP_CSV, RESULTS, emit, hardware, require
 from skcgcnn import CrystalGraphTransformer
 from skcgcnn.datasets import load_csv
 from skcgcnn.structures import as_structure_list
@@ -42,7 +42,8 @@ def main():
     parser.add_argument("--data", type=Path, default=MP_CSV)
     parser.add_argument("--n", type=int, default=2000, help="structures to featurize")
     parser.add_argument("--n-reference", type=int, default=1000, help="structures for the slow reference")
-    parser.add_argument("--results", type=Path, default=None, help="also append the JSON lines to this file")
+    parser.add_argument("--results", type=Path, default=RESULTS / "featurize.jsonl",
+                        help="file the JSON lines are appended to (default %(default)s)")
     args = parser.parse_args()
 
     texts, _, _ = load_csv(require(args.data), target=None, parse=False, nrows=args.n)

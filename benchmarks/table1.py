@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.metrics import mean_absolute_error, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from common import ELASTIC_CSV, MP_CSV, PEROV_CSV, SHARED_DATA, emit, hardware, require
+from common import ELASTIC_CSV, MP_CSV, PEROV_CSV, RESULTS, SHARED_DATA, emit, hardware, require
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
 from skcgcnn.callbacks import HeldOutScore, TimeBudget
 from skcgcnn.datasets import load_csv
@@ -108,7 +108,8 @@ def main():
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="read only the first N rows (smoke tests)")
     parser.add_argument("--data-dir", type=Path, default=None, help=f"the data folder (default {SHARED_DATA})")
-    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results" / "table1.jsonl")
+    parser.add_argument("--results", type=Path, default=RESULTS / "table1.jsonl",
+                        help="file the JSON lines are appended to (default %(default)s)")
     args = parser.parse_args()
     for task in TASKS if args.task == "all" else [args.task]:
         run(task, args)

@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 from torch.optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, OneCycleLR
 
 import baseline
-from common import MP_CSV, PEROV_CSV, emit, hardware, peak_rss_mib, require
+from common import MP_CSV, PEROV_CSV, RESULTS, emit, hardware, peak_rss_mib, require
 from skcgcnn import CGCNNRegressor, CrystalGraphTransformer
 from skcgcnn.datasets import load_csv
 
@@ -147,7 +147,8 @@ def main():
     parser.add_argument("--recipe-data", choices=["perovskites", "formation_energy"], default="perovskites",
                         help="data set of the optimizer comparison")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--results", type=Path, default=RESULTS / "train.jsonl",
+                        help="file the JSON lines are appended to (default %(default)s)")
     args = parser.parse_args()
 
     if args.part == "full_epoch":
