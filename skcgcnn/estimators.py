@@ -277,7 +277,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
     precision : {"float32", "bfloat16"}, default="float32"
         ``"bfloat16"`` runs the network under ``torch.autocast`` (mixed
         precision, parameters kept in float32). On a 2-core CPU with
-        bfloat16 instructions an epoch was 0-15 % faster
+        bfloat16 instructions an epoch was 4-19 % faster
         (``benchmarks/train.py``); it is meant for GPUs with bfloat16 units.
         Check the accuracy on your task before relying on it.
     optimizer : torch optimizer class or {"adamw", "adam", "sgd"}, default=torch.optim.AdamW
