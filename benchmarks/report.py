@@ -24,7 +24,7 @@ def table1() -> str:
     # The results file also holds shorter, earlier runs of a task; the table shows the longest one.
     longest: dict[str, dict] = {}
     for r in records("table1"):
-        if r["epochs"] >= longest.get(r["task"], {"epochs": 0})["epochs"]:
+        if r["task"] not in longest or r["epochs"] >= longest[r["task"]]["epochs"]:
             longest[r["task"]] = r
     rows = []
     for r in longest.values():
