@@ -1,7 +1,8 @@
 """A straightforward CGCNN implementation kept as the speed baseline of ``train.py``.
 
-Same architecture and the same crystal graphs as ``skcgcnn.nn.CGCNN``, written
-the direct way: each sample is collated on its own (features looked up and
+Same architecture as ``skcgcnn.nn.CGCNN`` on the paper's padded graphs (each
+atom's first M neighbours, as the original code builds them), written the
+direct way: each sample is collated on its own (features looked up and
 Gaussian-expanded per crystal), the convolution applies one Linear to the
 concatenation ``[v_i, v_j, u_ij]`` on every (atom, neighbour slot) pair, and
 pooling loops over crystals in Python.
@@ -14,6 +15,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
+
+
+def padded(graphs, m: int):
+    """Neighbour indices, distances and mask as (n_atoms, m) arrays: each atom's first m edges, unweighted."""
+    count = graphs.nbr_count.astype(np.int64)
+    rank = np.arange(len(graphs.nbr_idx)) - np.repeat(np.cumsum(count) - count, count)
+    keep = rank < m
+    rows, cols = graphs.edge_centers()[keep], rank[keep]
+    idx = np.zeros((len(count), m), dtype=np.int64)
+    dist = np.zeros((len(count), m), dtype=np.float32)
+    mask = np.zeros((len(count), m), dtype=bool)
+    idx[rows, cols], dist[rows, cols], mask[rows, cols] = graphs.nbr_idx[keep], graphs.nbr_dist[keep], True
+    return idx, dist, mask
 
 
 class SampleDataset(Dataset):
@@ -32,12 +46,13 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, i):
         g = self.graphs[i]
-        expanded = np.exp(-(((g.nbr_dist[..., None] - self.centers) / self.width) ** 2)).astype(np.float32)
+        idx, dist, mask = padded(g, g.settings.max_num_nbr)
+        expanded = np.exp(-(((dist[..., None] - self.centers) / self.width) ** 2)).astype(np.float32)
         return (
             torch.from_numpy(self.table[g.atomic_numbers]),
             torch.from_numpy(expanded),
-            torch.from_numpy(g.nbr_idx.astype(np.int64)),
-            torch.from_numpy(g.nbr_mask),
+            torch.from_numpy(idx),
+            torch.from_numpy(mask),
         ), self.y[i]
 
 

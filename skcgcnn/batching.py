@@ -47,10 +47,9 @@ class GraphBatch:
 
 
 def collate_graphs(graphs: CrystalGraphs) -> GraphBatch:
-    """Merge crystals into one disjoint graph with a flat list of real edges.
+    """Merge crystals into one disjoint graph with a flat list of weighted edges.
 
-    Neighbour indices are shifted by each crystal's first atom, and masked
-    slots are dropped, so the model sums over real neighbours only.
+    Neighbour indices are shifted by each crystal's first atom in the batch.
 
     Parameters
     ----------
@@ -60,7 +59,8 @@ def collate_graphs(graphs: CrystalGraphs) -> GraphBatch:
     -------
     GraphBatch
         Holding ``atomic_numbers`` (n_atoms,), ``edge_src`` and ``edge_dst`` (n_edges,)
-        atom indices in the batch, ``edge_dist`` (n_edges,) in Å,
+        atom indices in the batch, ``edge_dist`` (n_edges,) in Å, ``edge_weight``
+        (n_edges,) (see :meth:`~skcgcnn.graphs.CrystalGraphs.edge_weights`),
         ``crystal_idx`` (n_atoms,) and ``n_atoms`` (n_crystals,).
 
     Examples
@@ -73,15 +73,14 @@ def collate_graphs(graphs: CrystalGraphs) -> GraphBatch:
     ([0, 1, 2], True)
     """
     n_atoms = graphs.n_atoms
-    crystal_idx = np.repeat(np.arange(len(graphs)), n_atoms)
-    src, slot = np.nonzero(graphs.nbr_mask)
-    dst = graphs.nbr_idx[src, slot] + graphs.offsets[crystal_idx[src]]
+    dst = graphs.nbr_idx + np.repeat(graphs.offsets[:-1], graphs.n_edges)
     return GraphBatch({
         "atomic_numbers": torch.from_numpy(graphs.atomic_numbers.astype(np.int64)),
-        "edge_src": torch.from_numpy(src),
+        "edge_src": torch.from_numpy(graphs.edge_centers()),
         "edge_dst": torch.from_numpy(dst),
-        "edge_dist": torch.from_numpy(graphs.nbr_dist[src, slot]),
-        "crystal_idx": torch.from_numpy(crystal_idx),
+        "edge_dist": torch.from_numpy(graphs.nbr_dist),
+        "edge_weight": torch.from_numpy(graphs.edge_weights()),
+        "crystal_idx": torch.from_numpy(np.repeat(np.arange(len(graphs)), n_atoms)),
         "n_atoms": torch.from_numpy(n_atoms),
     })
 

@@ -72,9 +72,15 @@ class _CGCNNMixin:
                     f"but these graphs were built with {X.settings.describe()}"
                 )
             return X
-        n_jobs = getattr(self.featurizer, "n_jobs", None)
         return CrystalGraphTransformer(
-            settings.radius, settings.max_num_nbr, settings.dmin, settings.step, settings.atom_features, n_jobs
+            radius=settings.radius,
+            max_num_nbr=settings.max_num_nbr,
+            dmin=settings.dmin,
+            step=settings.step,
+            atom_features=settings.atom_features,
+            nbr_rule=settings.nbr_rule,
+            tie_tol=settings.tie_tol,
+            n_jobs=getattr(self.featurizer, "n_jobs", None),
         ).transform(X)
 
     def _check_length(self, y, n: int) -> np.ndarray:

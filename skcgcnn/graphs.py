@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .elements import AtomFeatures
 from .structures import as_input_list, as_structure, chunk_size
 
-__all__ = ["GraphSettings", "CrystalGraphs", "CrystalGraphTransformer", "concat_ranges"]
+__all__ = ["GraphSettings", "CrystalGraphs", "CrystalGraphTransformer", "concat_ranges", "NBR_RULES", "MIN_DISTANCE"]
 
 
 def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -44,6 +44,15 @@ def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.arange(ends[-1] if len(ends) else 0) + np.repeat(starts - (ends - counts), counts)
 
 
+#: Neighbour rules accepted by :class:`CrystalGraphTransformer` (see its ``nbr_rule``).
+NBR_RULES = ("shared", "first")
+
+#: Atoms closer than this (in Å) are refused as bad geometry: no real crystal
+#: puts two nuclei this close (the shortest bond, H-H, is 0.74 Å), while a
+#: duplicated site or a unit mix-up (Bohr for Å, fractional for Cartesian) does.
+MIN_DISTANCE = 0.5
+
+
 @dataclass(frozen=True)
 class GraphSettings:
     """How a set of crystal graphs was built; travels with the graphs to the model.
@@ -53,19 +62,23 @@ class GraphSettings:
     radius : float
         Neighbour cut-off radius in Å.
     max_num_nbr : int
-        Largest number of neighbours kept per atom (the nearest ones).
+        Number of neighbour slots per atom (the paper's M).
     dmin : float
         First Gaussian centre of the distance expansion, in Å.
     step : float
         Spacing and width of the Gaussian centres, in Å.
     atom_features : AtomFeatures
         Element -> feature vector table.
+    nbr_rule : {"shared", "first"}
+        How neighbours tied with the M-th one enter (see :class:`CrystalGraphTransformer`).
+    tie_tol : float
+        Distances within ``tie_tol`` Å of the M-th neighbour's form its shell (``"shared"`` rule).
 
     Examples
     --------
     >>> settings = CrystalGraphTransformer().settings
     >>> settings.describe()
-    "radius=8.0, max_num_nbr=12, dmin=0.0, step=0.2, atom_features='cgcnn'"
+    "radius=8.0, max_num_nbr=12, dmin=0.0, step=0.2, atom_features='cgcnn', nbr_rule='shared', tie_tol=0.001"
     >>> len(settings.gaussian_centers)
     41
     """
@@ -75,6 +88,8 @@ class GraphSettings:
     dmin: float
     step: float
     atom_features: AtomFeatures
+    nbr_rule: str
+    tie_tol: float
 
     def __post_init__(self):
         if not self.radius > 0:
@@ -85,6 +100,14 @@ class GraphSettings:
             raise ValueError(f"step must be positive, got {self.step}")
         if not 0 <= self.dmin < self.radius:
             raise ValueError(f"dmin must lie in [0, radius), got {self.dmin}")
+        if self.nbr_rule not in NBR_RULES:
+            raise ValueError(f"nbr_rule must be one of {NBR_RULES}, got {self.nbr_rule!r}")
+        if not 0 <= self.tie_tol < self.step:
+            raise ValueError(f"tie_tol must lie in [0, step), got {self.tie_tol}")
+
+    def __setstate__(self, state):
+        # Models saved before the neighbour rule existed were built with the first-M rule.
+        object.__setattr__(self, "__dict__", {"nbr_rule": "first", "tie_tol": 0.0, **state})
 
     @property
     def gaussian_centers(self) -> np.ndarray:
@@ -95,7 +118,8 @@ class GraphSettings:
     def describe(self) -> str:
         return (
             f"radius={self.radius}, max_num_nbr={self.max_num_nbr}, dmin={self.dmin}, "
-            f"step={self.step}, atom_features={self.atom_features.name!r}"
+            f"step={self.step}, atom_features={self.atom_features.name!r}, "
+            f"nbr_rule={self.nbr_rule!r}, tie_tol={self.tie_tol}"
         )
 
 
@@ -103,20 +127,32 @@ class CrystalGraphs:
     """A batch of crystal graphs stored as a few concatenated arrays (CSR-like).
 
     Crystal ``k`` owns atoms ``offsets[k]:offsets[k + 1]`` of every per-atom
-    array. Neighbour indices are local to their crystal. Indexing with an int,
-    slice, integer array or boolean mask returns a new ``CrystalGraphs``, so
-    scikit-learn's CV splitters and searches keep the container intact.
+    array and edges ``edge_offsets[k]:edge_offsets[k + 1]`` of every per-edge
+    array. Within a crystal, the edges are grouped by centre atom (in atom
+    order, ``nbr_count`` per atom) and sorted by distance. The last
+    ``nbr_shared`` edges of an atom form a shell tied with its M-th neighbour
+    that shares the slots left by the nearer ones (see :meth:`edge_weights`);
+    every other edge has weight 1. Neighbour indices are local to their
+    crystal. Indexing with an int, slice, integer array or boolean mask
+    returns a new ``CrystalGraphs``, so scikit-learn's CV splitters and
+    searches keep the container intact.
 
     Parameters
     ----------
     atomic_numbers : ndarray of uint8, shape (n_atoms,)
-    nbr_idx : ndarray of int32, shape (n_atoms, max_num_nbr)
-        Local index of each neighbour (0 in masked slots).
-    nbr_dist : ndarray of float32, shape (n_atoms, max_num_nbr)
-        Neighbour distance in Å, ascending per atom (0 in masked slots).
-    nbr_mask : ndarray of bool, shape (n_atoms, max_num_nbr)
-        Which slots hold a real neighbour within ``radius``.
+    nbr_count : ndarray of int32, shape (n_atoms,)
+        Edges of each atom.
+    nbr_shared : ndarray of int32, shape (n_atoms,)
+        How many of them (the farthest) share the remaining slots; 0 where no
+        neighbour is tied with the M-th.
+    nbr_idx : ndarray of int32, shape (n_edges,)
+        Local index of each edge's neighbour atom.
+    nbr_dist : ndarray of float32, shape (n_edges,)
+        Edge length in Å.
     offsets : ndarray of int64, shape (n_crystals + 1,)
+        Atom offsets of the crystals.
+    edge_offsets : ndarray of int64, shape (n_crystals + 1,)
+        Edge offsets of the crystals.
     settings : GraphSettings
 
     Examples
@@ -128,12 +164,17 @@ class CrystalGraphs:
     (10, 3, True)
     """
 
-    def __init__(self, atomic_numbers, nbr_idx, nbr_dist, nbr_mask, offsets, settings: GraphSettings):
+    _ARRAYS = ("atomic_numbers", "nbr_count", "nbr_shared", "nbr_idx", "nbr_dist", "offsets", "edge_offsets")
+
+    def __init__(self, atomic_numbers, nbr_count, nbr_shared, nbr_idx, nbr_dist, offsets, edge_offsets,
+                 settings: GraphSettings):
         self.atomic_numbers = atomic_numbers
+        self.nbr_count = nbr_count
+        self.nbr_shared = nbr_shared
         self.nbr_idx = nbr_idx
         self.nbr_dist = nbr_dist
-        self.nbr_mask = nbr_mask
         self.offsets = offsets
+        self.edge_offsets = edge_offsets
         self.settings = settings
 
     @property
@@ -149,18 +190,55 @@ class CrystalGraphs:
         return np.diff(self.offsets)
 
     @property
+    def n_edges(self) -> np.ndarray:
+        """Number of edges of each crystal."""
+        return np.diff(self.edge_offsets)
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the arrays."""
-        return sum(
-            a.nbytes for a in (self.atomic_numbers, self.nbr_idx, self.nbr_dist, self.nbr_mask, self.offsets)
-        )
+        return sum(getattr(self, name).nbytes for name in self._ARRAYS)
 
     def atom_feature_vectors(self) -> np.ndarray:
         """Feature vector of every atom, shape ``(n_atoms, n_features)``."""
         return self.settings.atom_features.table[self.atomic_numbers]
 
+    def edge_centers(self) -> np.ndarray:
+        """Index (into all atoms of the container) of each edge's centre atom, shape ``(n_edges,)``."""
+        return np.repeat(np.arange(len(self.nbr_count)), self.nbr_count)
+
+    def edge_weights(self) -> np.ndarray:
+        """Weight of each edge in the convolution's neighbour sum, shape ``(n_edges,)``.
+
+        1 for every edge, except the ``s = nbr_shared`` edges of an atom's
+        tied shell: they share the ``M - (nbr_count - s)`` slots its strictly
+        nearer neighbours left, equally. Every atom's weights add up to
+        ``min(M, neighbours within radius)``.
+
+        Examples
+        --------
+        >>> from pymatgen.core import Lattice, Structure
+        >>> bcc = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        >>> g = CrystalGraphTransformer().transform([bcc])
+        >>> g.nbr_count.tolist(), g.nbr_shared.tolist(), [round(float(w), 3) for w in g.edge_weights()[7:14]]
+        ([14, 14], [6, 6], [1.0, 0.667, 0.667, 0.667, 0.667, 0.667, 0.667])
+        """
+        count = self.nbr_count.astype(np.int64)
+        shared = self.nbr_shared.astype(np.int64)
+        tied = np.flatnonzero(shared)
+        weights = np.ones(int(count.sum()), dtype=np.float32)
+        if len(tied):
+            first = np.cumsum(count) - count
+            share = (self.settings.max_num_nbr - (count[tied] - shared[tied])) / shared[tied]
+            edges = concat_ranges(first[tied] + count[tied] - shared[tied], shared[tied])
+            weights[edges] = np.repeat(share, shared[tied])
+        return weights
+
     def __repr__(self) -> str:
-        return f"CrystalGraphs(n_crystals={len(self)}, n_atoms={len(self.atomic_numbers)}, {self.settings.describe()})"
+        return (
+            f"CrystalGraphs(n_crystals={len(self)}, n_atoms={len(self.atomic_numbers)}, "
+            f"n_edges={len(self.nbr_idx)}, {self.settings.describe()})"
+        )
 
     def __getitem__(self, key) -> "CrystalGraphs":
         n = len(self)
@@ -185,16 +263,17 @@ class CrystalGraphs:
             if idx.size and (idx.max() >= n or idx.min() < -n):
                 raise IndexError(f"crystal index out of range for {n} crystals")
             idx = idx.ravel() % max(n, 1)
-        counts = self.n_atoms[idx]
-        atoms = concat_ranges(self.offsets[idx], counts)
-        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
+        atom_counts, edge_counts = self.n_atoms[idx], self.n_edges[idx]
+        atoms = concat_ranges(self.offsets[idx], atom_counts)
+        edges = concat_ranges(self.edge_offsets[idx], edge_counts)
         return CrystalGraphs(
             self.atomic_numbers[atoms],
-            self.nbr_idx[atoms],
-            self.nbr_dist[atoms],
-            self.nbr_mask[atoms],
-            offsets,
+            self.nbr_count[atoms],
+            self.nbr_shared[atoms],
+            self.nbr_idx[edges],
+            self.nbr_dist[edges],
+            _offsets(atom_counts),
+            _offsets(edge_counts),
             self.settings,
         )
 
@@ -206,40 +285,70 @@ class CrystalGraphs:
         settings = parts[0].settings
         if any(p.settings != settings for p in parts[1:]):
             raise ValueError("cannot concatenate crystal graphs built with different settings")
-        sizes = [p.n_atoms for p in parts]
-        offsets = np.zeros(sum(len(s) for s in sizes) + 1, dtype=np.int64)
-        np.cumsum(np.concatenate(sizes), out=offsets[1:])
+        joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in cls._ARRAYS[:5]}
         return cls(
-            np.concatenate([p.atomic_numbers for p in parts]),
-            np.concatenate([p.nbr_idx for p in parts]),
-            np.concatenate([p.nbr_dist for p in parts]),
-            np.concatenate([p.nbr_mask for p in parts]),
-            offsets,
-            settings,
+            **joined,
+            offsets=_offsets(np.concatenate([p.n_atoms for p in parts])),
+            edge_offsets=_offsets(np.concatenate([p.n_edges for p in parts])),
+            settings=settings,
         )
 
 
-def _neighbour_list(structure, radius: float, max_num_nbr: int):
-    """(centre, neighbour, image, distance) pairs that include every atom's nearest ``max_num_nbr``.
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
+def _check_geometry(structure, position: int) -> None:
+    lattice = structure.lattice.matrix
+    if not (np.isfinite(lattice).all() and np.isfinite(structure.frac_coords).all()):
+        raise ValueError(f"input {position}: the lattice or the coordinates hold NaN or infinite values")
+    volume_per_atom = abs(np.linalg.det(lattice)) / len(structure)
+    if not volume_per_atom > MIN_DISTANCE**3:
+        raise ValueError(
+            f"input {position}: the cell volume is {abs(np.linalg.det(lattice)):.3g} Å^3 for "
+            f"{len(structure)} atoms; the lattice vectors are degenerate or not in Å"
+        )
+
+
+def _neighbour_list(structure, settings: GraphSettings, position: int):
+    """(centre, neighbour, image, distance) pairs that include every atom's kept neighbours.
 
     Calls the compiled kernel behind ``Structure.get_neighbor_list`` directly
     (its wrapper adds per-pair Python work). The search starts in a sphere
     expected to hold about three times ``max_num_nbr`` atoms at the cell's
     mean density and falls back to ``radius`` when any atom has fewer than
-    ``max_num_nbr`` neighbours in it: the ``max_num_nbr`` nearest within the
-    smaller sphere are then exactly the nearest within ``radius``, while a
-    search to 8 Å would return about ten times more pairs to sort.
+    ``max_num_nbr`` neighbours within that sphere less ``tie_tol``: its kept
+    neighbours (the M nearest and any tied with the M-th) then all lie in
+    the smaller sphere, while a search to 8 Å would return about ten times
+    more pairs to sort.
     """
+    _check_geometry(structure, position)
     cart = np.ascontiguousarray(structure.cart_coords, dtype=float)
     lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=float)
     pbc = np.ascontiguousarray(structure.pbc, dtype=np.int64)
+    radius, m, tol = settings.radius, settings.max_num_nbr, settings.tie_tol
     volume_per_atom = abs(np.linalg.det(lattice)) / len(cart)
-    r = min(radius, (9 * max_num_nbr * volume_per_atom / (4 * np.pi)) ** (1 / 3))
+    r = min(radius, (9 * m * volume_per_atom / (4 * np.pi)) ** (1 / 3) + tol)
     while True:
         centers, points, images, dists = find_points_in_spheres(cart, cart, r=r, pbc=pbc, lattice=lattice, tol=1e-8)
-        real = ((centers != points) | (dists > 1e-8)) & (dists <= radius)
+        itself = (centers == points) & ~images.any(axis=1)
+        close = ~itself & (dists < MIN_DISTANCE)
+        if close.any():
+            k = np.flatnonzero(close)[0]
+            i, j = int(centers[k]), int(points[k])
+            what = f"atom {i} ({structure[i].species_string}) and " + (
+                "its own periodic image" if i == j else f"atom {j} ({structure[j].species_string})"
+            )
+            raise ValueError(
+                f"input {position}: {what} are {dists[k]:.3f} Å apart, closer than {MIN_DISTANCE} Å; "
+                "check for duplicated sites, the units, or fractional coordinates given as Cartesian"
+            )
+        real = ~itself & (dists <= radius)
         centers, points, images, dists = centers[real], points[real], images[real], dists[real]
-        if r >= radius or np.bincount(centers, minlength=len(cart)).min() >= max_num_nbr:
+        enough = np.bincount(centers[dists <= r - tol], minlength=len(cart)).min() >= m
+        if r >= radius or enough:
             return centers, points, images, dists
         r = radius
 
@@ -258,23 +367,45 @@ def _check_elements(numbers: np.ndarray, crystal: np.ndarray, structures, start:
         )
 
 
+def _select_neighbours(centers, dists, n_atoms: int, settings: GraphSettings):
+    """Which sorted pairs are kept, and each atom's edge and shared-shell counts.
+
+    ``centers`` and ``dists`` are sorted by centre, then distance.
+    """
+    m = settings.max_num_nbr
+    found = np.bincount(centers, minlength=n_atoms)
+    first = np.cumsum(found) - found
+    if settings.nbr_rule == "first":
+        keep = np.arange(len(centers)) - first[centers] < m
+        count = np.minimum(found, m)
+        return keep, count, np.zeros(n_atoms, dtype=np.int64)
+    # Distance of each atom's M-th neighbour; atoms with fewer keep all they have.
+    d_m = np.full(n_atoms, np.inf)
+    full = found >= m
+    d_m[full] = dists[first[full] + m - 1]
+    keep = dists <= d_m[centers] + settings.tie_tol
+    count = np.bincount(centers[keep], minlength=n_atoms)
+    strict = np.bincount(centers[dists < d_m[centers] - settings.tie_tol], minlength=n_atoms)
+    shared = np.where(count > m, count - strict, 0)
+    return keep, count, shared
+
+
 def _graphs_of_chunk(items, start: int, settings: GraphSettings) -> CrystalGraphs:
     """Crystal graphs of consecutive inputs, ranked and packed in one vectorised pass.
 
-    Only the neighbour search runs per structure; ordering and truncation to
-    the ``max_num_nbr`` nearest happen once over the whole chunk, because the
-    fixed cost of a dozen small numpy calls per structure would otherwise
-    dominate on cells of a few atoms.
+    Only the neighbour search runs per structure; ordering and selection of
+    the kept neighbours happen once over the whole chunk, because the fixed
+    cost of a dozen small numpy calls per structure would otherwise dominate
+    on cells of a few atoms.
     """
     structures = [as_structure(obj, start + i) for i, obj in enumerate(items)]
     counts = np.fromiter((len(s) for s in structures), dtype=np.int64, count=len(structures))
-    offsets = np.zeros(len(structures) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = _offsets(counts)
     crystal = np.repeat(np.arange(len(structures)), counts)
     numbers = np.fromiter((site.specie.Z for s in structures for site in s), dtype=np.int64, count=offsets[-1])
     _check_elements(numbers, crystal, structures, start, settings)
 
-    lists = [_neighbour_list(s, settings.radius, settings.max_num_nbr) for s in structures]
+    lists = [_neighbour_list(s, settings, start + i) for i, s in enumerate(structures)]
     shift = np.repeat(offsets[:-1], [len(c) for c, _, _, _ in lists])
     centers = np.concatenate([c for c, _, _, _ in lists]) + shift
     points = np.concatenate([p for _, p, _, _ in lists]) + shift
@@ -283,35 +414,47 @@ def _graphs_of_chunk(items, start: int, settings: GraphSettings) -> CrystalGraph
     # Deterministic order: by centre, then distance, then neighbour index and image.
     order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], points, dists, centers))
     centers, points, dists = centers[order], points[order] - shift[order], dists[order]
-    n, m = int(offsets[-1]), settings.max_num_nbr
-    first = np.searchsorted(centers, np.arange(n))
-    rank = np.arange(len(centers)) - first[centers]
-    keep = rank < m
-    rows, cols = centers[keep], rank[keep]
-    nbr_idx = np.zeros((n, m), dtype=np.int32)
-    nbr_dist = np.zeros((n, m), dtype=np.float32)
-    nbr_mask = np.zeros((n, m), dtype=bool)
-    nbr_idx[rows, cols] = points[keep]
-    nbr_dist[rows, cols] = dists[keep]
-    nbr_mask[rows, cols] = True
-    return CrystalGraphs(numbers.astype(np.uint8), nbr_idx, nbr_dist, nbr_mask, offsets, settings)
+    keep, count, shared = _select_neighbours(centers, dists, int(offsets[-1]), settings)
+    edge_counts = np.bincount(crystal, weights=count, minlength=len(structures)).astype(np.int64)
+    return CrystalGraphs(
+        numbers.astype(np.uint8),
+        count.astype(np.int32),
+        shared.astype(np.int32),
+        points[keep].astype(np.int32),
+        dists[keep].astype(np.float32),
+        offsets,
+        _offsets(edge_counts),
+        settings,
+    )
 
 
 class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
     """Turn crystal structures into crystal graphs.
 
-    Each atom is linked to its ``max_num_nbr`` nearest neighbours within
+    Each atom is linked to its ``max_num_nbr`` (M) nearest neighbours within
     ``radius`` (periodic images included); distances are stored as such and
-    expanded on Gaussians inside the model. Atoms with fewer neighbours get
-    masked slots, reported by one warning per call. Stateless: ``fit`` does
+    expanded on Gaussians inside the model. Atoms with fewer neighbours keep
+    all they have, reported by one warning per call. Stateless: ``fit`` does
     nothing.
+
+    In symmetric crystals the M-th and the (M+1)-th neighbours are often
+    equally far (162 of 200 Materials Project structures). The default
+    ``nbr_rule="shared"`` keeps the graph independent of the site order and
+    of the unit cell chosen: the neighbours strictly nearer than the M-th
+    enter with weight 1, and all neighbours at the M-th distance (within
+    ``tie_tol``) enter together, sharing the slots left equally. Without a
+    tie this is exactly the paper's graph. ``nbr_rule="first"`` keeps the
+    first M after sorting by distance, then by site index and periodic
+    image, as the original CGCNN code does: use it for models trained that
+    way (imported checkpoints), knowing that their predictions can change
+    with the cell or the site order where a shell is tied.
 
     Parameters
     ----------
     radius : float, default=8.0
         Neighbour cut-off radius in Å.
     max_num_nbr : int, default=12
-        Largest number of neighbours kept per atom (the paper's M).
+        Neighbour slots per atom (the paper's M).
     dmin : float, default=0.0
         First Gaussian centre of the distance expansion, in Å.
     step : float, default=0.2
@@ -320,6 +463,13 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         ``"cgcnn"`` (92-d, the paper's), ``"group_period"`` (26-d),
         ``"onehot"`` (100-d), a ``{Z: vector}`` dict, or a path to a JSON file
         in the original ``atom_init.json`` layout.
+    nbr_rule : {"shared", "first"}, default="shared"
+        How neighbours tied with the M-th nearest enter the graph (above).
+    tie_tol : float, default=1e-3
+        Neighbours within ``tie_tol`` Å of the M-th neighbour's distance form
+        its shell. Far below the Gaussian width, above the rounding of
+        symmetric distances in CIF files (8 decimals of fractional coordinates
+        give about 1e-7 Å).
     n_jobs : int, default=None
         Processes used to parse and featurize (joblib semantics; ``None`` = 1).
         The result does not depend on it. Only inputs that need parsing (CIF
@@ -329,21 +479,34 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
     verbose : int, default=0
         Show a progress bar when positive.
 
+    Raises
+    ------
+    ValueError
+        From :meth:`transform`, naming the input: two atoms closer than
+        :data:`MIN_DISTANCE` Å (duplicated sites), NaN or infinite
+        coordinates or lattice, a degenerate cell, or an element absent from
+        the feature table.
+
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
     >>> nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     >>> graphs = CrystalGraphTransformer(radius=6.0).transform([nacl])
-    >>> len(graphs), graphs.nbr_idx.shape
-    (1, (2, 12))
+    >>> len(graphs), graphs.nbr_count.tolist()
+    (1, [14, 14])
+    >>> round(float(graphs.edge_weights()[:14].sum()), 4)
+    12.0
     """
 
-    def __init__(self, radius=8.0, max_num_nbr=12, dmin=0.0, step=0.2, atom_features="cgcnn", n_jobs=None, verbose=0):
+    def __init__(self, radius=8.0, max_num_nbr=12, dmin=0.0, step=0.2, atom_features="cgcnn", nbr_rule="shared",
+                 tie_tol=1e-3, n_jobs=None, verbose=0):
         self.radius = radius
         self.max_num_nbr = max_num_nbr
         self.dmin = dmin
         self.step = step
         self.atom_features = atom_features
+        self.nbr_rule = nbr_rule
+        self.tie_tol = tie_tol
         self.n_jobs = n_jobs
         self.verbose = verbose
 
@@ -356,6 +519,8 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
             float(self.dmin),
             float(self.step),
             AtomFeatures.from_spec(self.atom_features),
+            self.nbr_rule,
+            float(self.tie_tol),
         )
 
     def fit(self, X=None, y=None):
@@ -402,7 +567,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
 
 
 def _warn_short(graphs: CrystalGraphs) -> None:
-    short = ~graphs.nbr_mask[:, -1]
+    short = graphs.nbr_count < graphs.settings.max_num_nbr
     n_short = int(short.sum())
     if n_short:
         crystal_of_atom = np.repeat(np.arange(len(graphs)), graphs.n_atoms)
@@ -410,8 +575,8 @@ def _warn_short(graphs: CrystalGraphs) -> None:
         s = graphs.settings
         warnings.warn(
             f"{n_short} of {len(short)} atoms in {n_crystals} of {len(graphs)} structures have fewer "
-            f"than max_num_nbr={s.max_num_nbr} neighbours within radius={s.radius} Å; their missing "
-            "slots are masked. Increase radius to give them more neighbours.",
+            f"than max_num_nbr={s.max_num_nbr} neighbours within radius={s.radius} Å; they keep "
+            "the ones they have. Increase radius to give them more neighbours.",
             UserWarning,
             stacklevel=3,
         )

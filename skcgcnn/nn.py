@@ -56,7 +56,9 @@ class CGConv(nn.Module):
 
     For atom ``i`` with neighbours ``j``: ``z = W [v_i, v_j, u_ij] + b``,
     batch-normalised and split into a filter and a core;
-    ``v_i <- softplus(v_i + BN(sum_j sigmoid(filter) * softplus(core)))``.
+    ``v_i <- softplus(v_i + BN(sum_j w_ij sigmoid(filter) * softplus(core)))``,
+    where the edge weights ``w_ij`` are 1 except on a neighbour shell that
+    shares the last slots (see :meth:`skcgcnn.graphs.CrystalGraphs.edge_weights`).
     The linear map is applied in its factorised form
     ``W_1 v_i + W_2 v_j + W_3 u_ij``: the atom terms once per atom, only the
     edge term per edge.
@@ -84,7 +86,14 @@ class CGConv(nn.Module):
         self.bn_edge = nn.BatchNorm1d(2 * atom_fea_len)
         self.bn_sum = nn.BatchNorm1d(atom_fea_len)
 
-    def forward(self, v: torch.Tensor, u: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        v: torch.Tensor,
+        u: torch.Tensor,
+        edge_src: torch.Tensor,
+        edge_dst: torch.Tensor,
+        edge_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         f = self.atom_fea_len
         weight = self.fc.weight
         atom_weight = torch.cat((weight[:, :f], weight[:, f : 2 * f]), dim=0)
@@ -95,6 +104,8 @@ class CGConv(nn.Module):
         z = torch.addmm(atom_part, u, weight[:, 2 * f :].t())
         gate, core = _batch_norm(self.bn_edge, z).chunk(2, dim=1)
         messages = torch.sigmoid(gate) * F.softplus(core)
+        if edge_weight is not None:
+            messages = messages * edge_weight[:, None].to(messages.dtype)
         summed = messages.new_zeros((v.shape[0], f)).index_add_(0, edge_src, messages)
         return F.softplus(v + _batch_norm(self.bn_sum, summed))
 
@@ -167,13 +178,16 @@ class CGCNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(h_fea_len, n_out)
 
-    def atom_vectors(self, atomic_numbers, edge_src, edge_dst, edge_dist) -> torch.Tensor:
-        """Atom vectors after the convolutions, shape (n_atoms, atom_fea_len)."""
+    def atom_vectors(self, atomic_numbers, edge_src, edge_dst, edge_dist, edge_weight=None) -> torch.Tensor:
+        """Atom vectors after the convolutions, shape (n_atoms, atom_fea_len).
+
+        ``edge_weight`` (n_edges,) weighs each edge in the neighbour sums; ``None`` weighs all by 1.
+        """
         # Embedding the table once and gathering equals embedding every atom's vector.
         v = self.embedding(self.atom_table).index_select(0, atomic_numbers)
         u = self.expansion(edge_dist)
         for conv in self.convs:
-            v = conv(v, u, edge_src, edge_dst)
+            v = conv(v, u, edge_src, edge_dst, edge_weight)
         return v
 
     def _pool(self, x, crystal_idx, n_atoms, how):
@@ -192,22 +206,22 @@ class CGCNN(nn.Module):
             h = F.softplus(layer(h))
         return self.out(self.dropout(h))
 
-    def crystal_features(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms):
+    def crystal_features(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms, edge_weight=None):
         """Crystal vectors after pooling and the first hidden layer, shape (n_crystals, h_fea_len)."""
-        v = self.atom_vectors(atomic_numbers, edge_src, edge_dst, edge_dist)
+        v = self.atom_vectors(atomic_numbers, edge_src, edge_dst, edge_dist, edge_weight)
         if self.pooling == "linear":
             return self._pool(self._first_hidden(v), crystal_idx, n_atoms, "mean")
         return self._first_hidden(self._pool(v, crystal_idx, n_atoms, self.pooling))
 
-    def site_contributions(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms):
+    def site_contributions(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms, edge_weight=None):
         """Per-atom outputs whose crystal means are the predictions (``pooling="linear"`` only)."""
         if self.pooling != "linear":
             raise ValueError(f"site contributions need pooling='linear', this model uses {self.pooling!r}")
-        v = self.atom_vectors(atomic_numbers, edge_src, edge_dst, edge_dist)
+        v = self.atom_vectors(atomic_numbers, edge_src, edge_dst, edge_dist, edge_weight)
         return self._head(self._first_hidden(v))
 
-    def forward(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms):
+    def forward(self, atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms, edge_weight=None):
+        graph = (atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms, edge_weight)
         if self.pooling == "linear":
-            sites = self.site_contributions(atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms)
-            return self._pool(sites, crystal_idx, n_atoms, "mean")
-        return self._head(self.crystal_features(atomic_numbers, edge_src, edge_dst, edge_dist, crystal_idx, n_atoms))
+            return self._pool(self.site_contributions(*graph), crystal_idx, n_atoms, "mean")
+        return self._head(self.crystal_features(*graph))

@@ -17,7 +17,11 @@ def varied_structures(n: int, seed: int = 0) -> list[Structure]:
         elif kind == 1:
             lattice = Lattice.from_parameters(*rng.uniform(3.0, 6.0, 3), *rng.uniform(60, 120, 3))
             n_sites = int(rng.integers(2, 6))
-            out.append(Structure(lattice, list(rng.choice(["O", "Si", "Mg", "Li"], n_sites)), rng.random((n_sites, 3))))
+            while True:  # random positions, redrawn until no two atoms overlap
+                s = Structure(lattice, list(rng.choice(["O", "Si", "Mg", "Li"], n_sites)), rng.random((n_sites, 3)))
+                if s.distance_matrix[np.triu_indices(n_sites, 1)].min() > 1.0:
+                    break
+            out.append(s)
         elif kind == 2:
             out.append(ionic[i])
         else:

@@ -63,3 +63,42 @@ def test_structure_with_zero_sites():
 def test_bad_parameters(params):
     with pytest.raises(ValueError):
         transform([GOOD], **params)
+
+
+def test_atoms_at_the_same_position_name_the_input_and_the_atoms():
+    twice = Structure(Lattice.cubic(4.0), ["Cu", "Au"], [[0, 0, 0], [1.0, 0, 0]])
+    with pytest.raises(ValueError, match=r"input 1: atom 0 \(Cu\) and atom 1 \(Au\) are 0.000 Å apart"):
+        transform([GOOD, twice])
+
+
+def test_atoms_too_close_and_a_cell_smaller_than_an_atom():
+    close = Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.05, 0, 0]])
+    with pytest.raises(ValueError, match=r"input 0: .* 0.200 Å apart, closer than 0.5 Å"):
+        transform([close])
+    with pytest.raises(ValueError, match="input 0: atom 0 .* and its own periodic image"):
+        transform([Structure(Lattice.tetragonal(3.0, 0.4), ["Cu"], [[0, 0, 0]])])
+
+
+@pytest.mark.parametrize("bad", ["coords", "lattice"])
+def test_non_finite_geometry_is_refused_naming_the_input(bad):
+    lattice = np.eye(3) * 4.0
+    coords = np.zeros((1, 3))
+    if bad == "coords":
+        coords[0, 1] = np.nan
+    else:
+        lattice[2, 2] = np.inf
+    structure = Structure(Lattice(lattice), ["Cu"], coords, validate_proximity=False)
+    with pytest.raises(ValueError, match="input 1: the lattice or the coordinates hold NaN or infinite"):
+        transform([GOOD, structure])
+
+
+def test_degenerate_cell_is_refused():
+    flat = Structure(Lattice([[4, 0, 0], [0, 4, 0], [4, 4, 0]]), ["Cu"], [[0, 0, 0]])
+    with pytest.raises(ValueError, match="input 0: the cell volume is 0 Å\\^3 for 1 atoms"):
+        transform([flat])
+
+
+@pytest.mark.parametrize("params", [{"nbr_rule": "nearest"}, {"tie_tol": -1e-3}, {"tie_tol": 0.5}])
+def test_bad_neighbour_rule_parameters(params):
+    with pytest.raises(ValueError, match=next(iter(params))):
+        transform([GOOD], **params)

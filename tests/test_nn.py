@@ -53,29 +53,33 @@ def test_factorised_convolution_equals_linear_over_concatenation():
     torch.testing.assert_close(conv2(v, u, src, dst), reference, rtol=1e-5, atol=1e-5)
 
 
-def test_masked_slots_contribute_nothing():
-    """An atom with few neighbours equals a reference summing over its real neighbours only."""
-    s = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+def test_convolution_sums_over_real_neighbours_with_their_weights():
+    """Equals a per-atom loop over real neighbours, a shared shell weighted (here Ti's 8 Sr share 6 slots)."""
+    s = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    lonely = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.warns(UserWarning, match="fewer than"):
-        graphs = CrystalGraphTransformer(radius=4.5, max_num_nbr=12).transform([s])
-    assert not graphs.nbr_mask.all()
+        graphs = CrystalGraphTransformer(radius=4.5).transform([s, lonely])
+    assert graphs.nbr_shared.any() and (graphs.nbr_count < 12).any()
     model = model_for(graphs, n_conv=1)
     batch = collate_graphs(graphs).tensors
     conv = model.convs[0]
     v = model.embedding(model.atom_table)[batch["atomic_numbers"]]
     out = torch.zeros_like(v)
+    centres, weights = graphs.edge_centers(), graphs.edge_weights()
+    shift = np.repeat(graphs.offsets[:-1], graphs.n_atoms)
     with torch.no_grad():
         for i in range(len(v)):
             terms = []
-            for j, d, m in zip(graphs.nbr_idx[i], graphs.nbr_dist[i], graphs.nbr_mask[i]):
-                if m:
-                    u = model.expansion(torch.tensor([float(d)]))
-                    z = conv.fc(torch.cat([v[i : i + 1], v[int(j)][None], u], dim=1))
-                    gate, core = conv.bn_edge(z).chunk(2, dim=1)
-                    terms.append(torch.sigmoid(gate) * F.softplus(core))
+            for e in np.flatnonzero(centres == i):
+                j = int(graphs.nbr_idx[e] + shift[i])
+                u = model.expansion(torch.tensor([float(graphs.nbr_dist[e])]))
+                z = conv.fc(torch.cat([v[i : i + 1], v[j][None], u], dim=1))
+                gate, core = conv.bn_edge(z).chunk(2, dim=1)
+                terms.append(float(weights[e]) * torch.sigmoid(gate) * F.softplus(core))
             total = torch.cat(terms).sum(0, keepdim=True)
             out[i] = F.softplus(v[i : i + 1] + conv.bn_sum(total))[0]
-        ours = conv(v, model.expansion(batch["edge_dist"]), batch["edge_src"], batch["edge_dst"])
+        ours = conv(v, model.expansion(batch["edge_dist"]), batch["edge_src"], batch["edge_dst"], batch["edge_weight"])
     torch.testing.assert_close(ours, out, rtol=1e-5, atol=1e-5)
 
 
@@ -112,7 +116,8 @@ def test_sum_pooling_doubles_on_the_supercell_trunk(perovskite):
     model = model_for(graphs, pooling="sum")
     batch = collate_graphs(graphs).tensors
     with torch.no_grad():
-        v = model.atom_vectors(batch["atomic_numbers"], batch["edge_src"], batch["edge_dst"], batch["edge_dist"])
+        v = model.atom_vectors(batch["atomic_numbers"], batch["edge_src"], batch["edge_dst"], batch["edge_dist"],
+                               batch["edge_weight"])
         pooled = model._pool(v, batch["crystal_idx"], batch["n_atoms"], "sum")
     torch.testing.assert_close(pooled[1], 2 * pooled[0], rtol=1e-5, atol=1e-4)
 
