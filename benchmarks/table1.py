@@ -89,8 +89,9 @@ def run(task: str, args) -> None:
         score = mean_absolute_error(y[test], net.predict(graphs[test]))
     best_epoch = int(np.argmax(net.history[:, "held_out_score"])) + 1
     epochs_run = len(net.history)
-    emit({"benchmark": "table1", "task": task, "nbr_rule": args.nbr_rule, "metric": metric, "test": round(float(score), 4),
-          "published": published, "unit": unit, "n_train": len(train), "n_val": len(val), "n_test": len(test),
+    emit({"benchmark": "table1", "task": task, "nbr_rule": args.nbr_rule, "metric": metric,
+          "test": round(float(score), 4), "published": published, "unit": unit, "n_train": len(train),
+          "n_val": len(val), "n_test": len(test),
           "published_n_train": published_n, "epochs": epochs_run, "planned_epochs": epochs, "best_epoch": best_epoch,
           "featurize_s": round(featurize_s, 1), "train_s": round(train_s, 1), "device": args.device,
           "hardware": hardware(args.device), "command": "python " + shlex.join(sys.argv)}, args.results)

@@ -300,18 +300,6 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _check_geometry(structure, position: int) -> None:
-    lattice = structure.lattice.matrix
-    if not (np.isfinite(lattice).all() and np.isfinite(structure.frac_coords).all()):
-        raise ValueError(f"input {position}: the lattice or the coordinates hold NaN or infinite values")
-    volume_per_atom = abs(np.linalg.det(lattice)) / len(structure)
-    if not volume_per_atom > MIN_DISTANCE**3:
-        raise ValueError(
-            f"input {position}: the cell volume is {abs(np.linalg.det(lattice)):.3g} Å^3 for "
-            f"{len(structure)} atoms; the lattice vectors are degenerate or not in Å"
-        )
-
-
 def _neighbour_list(structure, settings: GraphSettings, position: int):
     """(centre, neighbour, image, distance) pairs that include every atom's kept neighbours.
 
@@ -324,12 +312,19 @@ def _neighbour_list(structure, settings: GraphSettings, position: int):
     the smaller sphere, while a search to 8 Å would return about ten times
     more pairs to sort.
     """
-    _check_geometry(structure, position)
-    cart = np.ascontiguousarray(structure.cart_coords, dtype=float)
     lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=float)
+    # The lattice first: Cartesian coordinates of an infinite lattice come with a RuntimeWarning.
+    if not (np.isfinite(lattice).all() and np.isfinite(cart := structure.cart_coords).all()):
+        raise ValueError(f"input {position}: the lattice or the coordinates hold NaN or infinite values")
+    volume_per_atom = abs(np.linalg.det(lattice)) / len(cart)
+    if not volume_per_atom > MIN_DISTANCE**3:
+        raise ValueError(
+            f"input {position}: the cell volume is {volume_per_atom * len(cart):.3g} Å^3 for "
+            f"{len(cart)} atoms; the lattice vectors are degenerate or not in Å"
+        )
+    cart = np.ascontiguousarray(cart, dtype=float)
     pbc = np.ascontiguousarray(structure.pbc, dtype=np.int64)
     radius, m, tol = settings.radius, settings.max_num_nbr, settings.tie_tol
-    volume_per_atom = abs(np.linalg.det(lattice)) / len(cart)
     r = min(radius, (9 * m * volume_per_atom / (4 * np.pi)) ** (1 / 3) + tol)
     while True:
         centers, points, images, dists = find_points_in_spheres(cart, cart, r=r, pbc=pbc, lattice=lattice, tol=1e-8)
@@ -347,8 +342,7 @@ def _neighbour_list(structure, settings: GraphSettings, position: int):
             )
         real = ~itself & (dists <= radius)
         centers, points, images, dists = centers[real], points[real], images[real], dists[real]
-        enough = np.bincount(centers[dists <= r - tol], minlength=len(cart)).min() >= m
-        if r >= radius or enough:
+        if r >= radius or np.bincount(centers[dists <= r - tol], minlength=len(cart)).min() >= m:
             return centers, points, images, dists
         r = radius
 
