@@ -1,16 +1,16 @@
-"""The ``skcgcnn`` command line: ``fit``, ``predict``, ``tune`` and ``demo``."""
+"""The ``skcgcnn`` command line: ``fit``, ``predict``, ``models``, ``tune`` and ``demo``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_path
 
 __all__ = ["main", "build_parser"]
 
@@ -140,20 +140,6 @@ def _writable(path, force: bool) -> Path:
     return path
 
 
-@contextmanager
-def _atomic(path: Path):
-    """A temporary path next to ``path``, renamed onto it only if the block succeeds.
-
-    An interrupted run then never leaves a half-written model or table behind.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _figure_path(output: Path, classification: bool) -> Path:
     return output.with_name(output.stem + ("_roc.png" if classification else "_parity.png"))
 
@@ -171,7 +157,8 @@ def _fit(args: argparse.Namespace) -> int:
     classification = _is_classification(args, np.asarray(y))
     figure = _writable(_figure_path(output, classification), args.force)
     transformer = CrystalGraphTransformer(radius=args.radius, max_num_nbr=args.max_num_nbr, step=args.step,
-                                          atom_features=atom_features, n_jobs=args.n_jobs, verbose=1)
+                                          atom_features=atom_features, nbr_rule=args.nbr_rule,
+                                          tie_tol=args.tie_tol, n_jobs=args.n_jobs, verbose=1)
     graphs = transformer.transform(X)
     train, val, test = _split(len(graphs), args.val_size, args.test_size, args.seed,
                               stratify=np.asarray(y) if classification else None)
@@ -185,7 +172,7 @@ def _fit(args: argparse.Namespace) -> int:
     report = {"validation": _metrics(net, graphs[val], y[val], classification),
               "test": _metrics(net, graphs[test], y[test], classification)}
     print(json.dumps(report, indent=2))
-    with _atomic(output) as tmp:
+    with atomic_path(output) as tmp:
         joblib.dump(Pipeline([("graph", transformer.set_params(verbose=0)), ("cgcnn", net)]), tmp)
     print(f"model written to {output}")
     if len(test) and _figure(net, graphs[test], y[test], classification, figure):
@@ -208,19 +195,18 @@ def _figure(net, graphs, y, classification, path: Path) -> bool:
         plot_roc((np.asarray(y) == net.classes_[1]).astype(int), net.predict_proba(graphs), ax=ax)
     else:
         plot_parity(np.ravel(y), np.ravel(net.predict(graphs)), ax=ax)
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
     plt.close(fig)
     return True
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import joblib
     import pandas as pd
     from sklearn.base import is_classifier
 
     output = _writable(args.output, args.force)
-    model = joblib.load(args.model)
+    model = _load_model(args.model)
     items, ids = _prediction_inputs(args.inputs, args.structure_column, args.id_column)
     print(f"predicting {len(items)} structures")
     table = pd.DataFrame({"id": ids})
@@ -237,9 +223,36 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             for k in range(pred.shape[1]):
                 table[f"prediction_{k}"] = pred[:, k]
-    with _atomic(output) as tmp:
+    with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     print(f"predictions written to {output}")
+    return 0
+
+
+def _load_model(spec: str):
+    """A released model by name, an original-format checkpoint, or a model file written with joblib."""
+    import joblib
+
+    from .pretrained import MODELS, load, load_checkpoint
+
+    if spec in MODELS:
+        return load(spec)
+    if spec.endswith((".pth.tar", ".pth", ".pt")):
+        return load_checkpoint(spec)
+    return joblib.load(spec)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .pretrained import MODELS
+
+    rows = [("name", "property", "units", "training crystals", "validation")]
+    rows += [(m.name, m.property, m.units, f"{m.n_train:,}", f"{m.metric} {m.validation_score:g}")
+             for m in MODELS.values()]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print("Released with the original CGCNN (Xie & Grossman, PRL 120, 145301, 2018; MIT licence), trained on "
+          "Materials Project data. Use a name wherever a model file goes: skcgcnn predict NAME structures/")
     return 0
 
 
@@ -273,7 +286,7 @@ def _tune(args: argparse.Namespace) -> int:
     print(json.dumps({"test": report}, indent=2))
     if not args.search_graphs:
         best = Pipeline([("graph", CrystalGraphTransformer(atom_features=atom_features)), ("cgcnn", best)])
-    with _atomic(output) as tmp:
+    with atomic_path(output) as tmp:
         joblib.dump(best, tmp)
     print(f"best model written to {output}")
     return 0
@@ -344,6 +357,8 @@ def _add_model_options(parser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skcgcnn`` command."""
+    from .graphs import NBR_RULES
+
     parser = argparse.ArgumentParser(prog="skcgcnn", description="Crystal graph convolutional neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -354,19 +369,28 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--radius", type=float, default=8.0)
     fit.add_argument("--max-num-nbr", type=int, default=12)
     fit.add_argument("--step", type=float, default=0.2)
+    fit.add_argument("--nbr-rule", choices=NBR_RULES, default="shared",
+                     help="neighbours tied with the M-th: 'shared' share the last slots, so the graph does not "
+                          "depend on the cell; 'first' keeps the first M, as the original code (default shared)")
+    fit.add_argument("--tie-tol", type=float, default=1e-3,
+                     help="distances within this many Å of the M-th neighbour's are tied (default 0.001)")
     _add_model_options(fit)
     fit.add_argument("-o", "--output", default="model.joblib", help="model file (default model.joblib)")
     fit.add_argument("--force", action="store_true", help="overwrite existing output files")
     fit.set_defaults(func=_fit)
 
     predict = sub.add_parser("predict", help="predict with a saved model")
-    predict.add_argument("model", help="a model written by 'skcgcnn fit' or joblib.dump")
+    predict.add_argument("model", help="a model written by 'skcgcnn fit' or joblib.dump, the name of a released "
+                                       "model (see 'skcgcnn models'), or an original-format .pth.tar checkpoint")
     predict.add_argument("inputs", nargs="+", help="structure files, folders of them, or CSV files")
     predict.add_argument("--structure-column", default="cif")
     predict.add_argument("--id-column", default="id")
     predict.add_argument("-o", "--output", default="predictions.csv")
     predict.add_argument("--force", action="store_true", help="overwrite an existing output file")
     predict.set_defaults(func=_predict)
+
+    models = sub.add_parser("models", help="list the released models that 'predict' takes by name")
+    models.set_defaults(func=_models)
 
     tune = sub.add_parser("tune", help="search hyperparameters with Optuna (pruned, resumable, shareable)")
     _add_data_options(tune)

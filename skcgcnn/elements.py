@@ -21,12 +21,13 @@ ATOM_FEATURE_SETS = {
     "cgcnn": "92-d one-hot of nine element properties (paper's Supplemental Material), Z = 1-100",
     "group_period": "26-d one-hot of group (19 categories) and period (7), Z = 1-100",
     "onehot": "100-d one-hot of the element itself, Z = 1-100",
+    "cgcnn_original": "92-d table of the original CGCNN code (its atom_init.json), input of its released models",
 }
 
 
-@lru_cache(maxsize=1)
-def _cgcnn_table() -> dict[int, tuple[float, ...]]:
-    text = resources.files("skcgcnn.data").joinpath("atom_init_cgcnn.json").read_text()
+@lru_cache(maxsize=None)
+def _json_table(filename: str) -> dict[int, tuple[float, ...]]:
+    text = resources.files("skcgcnn.data").joinpath(filename).read_text()
     return {int(z): tuple(v) for z, v in json.loads(text).items()}
 
 
@@ -139,7 +140,9 @@ class AtomFeatures:
 
 @lru_cache(maxsize=None)
 def _builtin(name: str) -> AtomFeatures:
-    cgcnn = _cgcnn_table()
+    if name == "cgcnn_original":
+        return AtomFeatures.from_mapping(_json_table("atom_init_original.json"), name)
+    cgcnn = _json_table("atom_init_cgcnn.json")
     if name == "cgcnn":
         return AtomFeatures.from_mapping(cgcnn, name)
     if name == "group_period":

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
@@ -111,7 +111,56 @@ class _CGCNNMixin:
             **self.get_params_for("module"),
         }
         self.module_ = self.initialized_instance(self.module, kwargs)
+        if self.pretrained is not None:
+            self._load_pretrained()
         return self
+
+    def _load_pretrained(self):
+        from .pretrained import atom_features_of, load_pretrained_weights, read_checkpoint, source_path
+
+        path = source_path(self.pretrained)
+        checkpoint = read_checkpoint(path)
+        expected = atom_features_of(path)
+        if self.graph_settings_.atom_features != expected:
+            raise ValueError(
+                f"pretrained={self.pretrained!r} reads atom features {expected.name!r}, but the training graphs "
+                f"were built with {self.graph_settings_.atom_features.name!r}; "
+                f"{type(self).__name__}.from_pretrained sets a matching featurizer"
+            )
+        out = checkpoint["state_dict"].get("fc_out.weight")
+        task = "classification" if is_classifier(self) else "regression"
+        new_head = checkpoint["args"]["task"] != task or out is None or out.shape != self.module_.out.weight.shape
+        load_pretrained_weights(self.module_, checkpoint["state_dict"], str(path), skip_output=new_head)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **params):
+        """An unfitted estimator whose training starts from a released model or an original-format checkpoint.
+
+        Parameters
+        ----------
+        name_or_path : str or path-like
+            A key of :data:`skcgcnn.pretrained.MODELS` or a ``.pth.tar`` file.
+        **params
+            Other estimator parameters (``max_epochs``, ``lr``, ``callbacks``, ...).
+
+        Returns
+        -------
+        estimator
+            With the checkpoint's architecture, a featurizer that builds the
+            graphs it reads, and ``pretrained=name_or_path``; it clones like
+            any estimator, so it works in pipelines and searches.
+
+        Examples
+        --------
+        >>> from skcgcnn.datasets import make_ionic_crystals
+        >>> X, y = make_ionic_crystals(30, random_state=0)
+        >>> reg = CGCNNRegressor.from_pretrained("formation-energy-per-atom", max_epochs=2, lr=1e-4).fit(X, y)
+        >>> reg.n_conv, reg.h_fea_len
+        (4, 32)
+        """
+        from .pretrained import training_params
+
+        return cls(**{**training_params(name_or_path), **params})
 
     def initialize_callbacks(self):
         """Initialise callbacks; without a validation split, ones watching ``valid_*`` watch ``train_*``."""
@@ -286,6 +335,15 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         bfloat16 instructions an epoch was 4-19 % faster
         (``benchmarks/train.py``); it is meant for GPUs with bfloat16 units.
         Check the accuracy on your task before relying on it.
+    pretrained : str or path-like, default=None
+        Start training from the weights of a released model (a key of
+        :data:`skcgcnn.pretrained.MODELS`) or of an original-format
+        checkpoint instead of a random initialisation (fine-tuning). The
+        architecture parameters and the atom features must match it:
+        :meth:`from_pretrained` sets them. The output layer is kept when it
+        fits the new task and drawn afresh otherwise. Freeze layers with
+        skorch's ``Freezer`` callback, e.g.
+        ``callbacks=[Freezer(["embedding.*", "convs.*"])]``.
     optimizer : torch optimizer class or {"adamw", "adam", "sgd"}, default=torch.optim.AdamW
     lr : float, default=1e-3
     max_epochs : int, default=100
@@ -331,6 +389,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         featurizer=None,
         random_state=None,
         precision="float32",
+        pretrained=None,
         criterion=torch.nn.MSELoss,
         optimizer=torch.optim.AdamW,
         lr=1e-3,
@@ -370,6 +429,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         self.featurizer = featurizer
         self.random_state = random_state
         self.precision = precision
+        self.pretrained = pretrained
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -457,7 +517,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         As in :class:`CGCNNRegressor`.
     dropout : float, default=0.5
         Dropout before the output layer, as in the original classifier.
-    featurizer, random_state, precision, optimizer, lr, max_epochs, batch_size, train_split, verbose, device
+    featurizer, random_state, precision, pretrained, optimizer, lr, max_epochs, batch_size, train_split, verbose, device
         As in :class:`CGCNNRegressor`.
     **kwargs
         Any other skorch parameter.
@@ -490,6 +550,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         featurizer=None,
         random_state=None,
         precision="float32",
+        pretrained=None,
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
         lr=1e-3,
@@ -529,6 +590,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         self.featurizer = featurizer
         self.random_state = random_state
         self.precision = precision
+        self.pretrained = pretrained
 
     @property
     def classes_(self) -> np.ndarray:

@@ -55,6 +55,14 @@ def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, caps
     assert not list(tmp_path.glob("**/.*.tmp"))
 
 
+def test_fit_takes_the_neighbour_rule(tmp_path, original_layout):
+    model = tmp_path / "model.joblib"
+    assert main(["fit", str(original_layout), "-o", str(model), "--nbr-rule", "first", "--tie-tol", "0.01",
+                 *TRAIN]) == 0
+    settings = joblib.load(model).graph_settings_
+    assert (settings.nbr_rule, settings.tie_tol) == ("first", 0.01)
+
+
 def test_classification_from_csv_with_text_labels(tmp_path, crystals):
     structures, y = crystals
     frame = pd.DataFrame({"id": [f"c{i}" for i in range(len(y))], "cif": [s.to(fmt="cif") for s in structures],

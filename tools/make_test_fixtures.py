@@ -1,10 +1,14 @@
-"""Write ``tests/data/real_crystals.csv``: a few real crystals for the tests, which must run without ``../shared``.
+"""Write the real crystals the tests use, which must run without ``../shared``.
 
-Ten small Materials Project and perovskite cells among the 200 structures of
-``../shared/pretrained/reference_predictions.csv``, chosen to cover the
-shapes that stress a crystal graph: one-atom bcc, rock salt, cubic and
-tetragonal perovskites, hexagonal and orthorhombic cells, with and without
-a neighbour shell tied at the 12th neighbour.
+``tests/data/real_crystals.csv``: ten small Materials Project and perovskite
+cells among the 200 structures of ``../shared/pretrained/reference_predictions.csv``,
+chosen to cover the shapes that stress a crystal graph: one-atom bcc, rock
+salt, cubic and tetragonal perovskites, hexagonal and orthorhombic cells,
+with and without a neighbour shell tied at the 12th neighbour.
+
+``tests/data/reference_predictions_no_tie.csv``: the first ``N_NO_TIE // 2`` rows of each data set
+in that file without such a tie, with their CIF and what the original code
+predicts for them with each released model.
 
     python tools/make_test_fixtures.py [--shared ../shared]
 """
@@ -22,6 +26,7 @@ CHOSEN = {
                        "mp-1001835"],
     "perov_5": ["15400", "8226"],
 }
+N_NO_TIE = 16
 SOURCES = {"mp_cgcnn_36737": "mp_cgcnn_36737/mp_cgcnn_36737.csv.gz", "perov_5": "perov_5/perov_5_val_test.csv.gz"}
 
 
@@ -30,18 +35,16 @@ def main():
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     args = parser.parse_args()
     reference = pd.read_csv(args.shared / "pretrained" / "reference_predictions.csv", dtype={"id": str})
-    parts = []
-    for dataset, ids in CHOSEN.items():
-        data = pd.read_csv(args.shared / "data" / SOURCES[dataset], dtype={"id": str}, usecols=["id", "cif"])
-        rows = data[data.id.isin(ids)].set_index("id").loc[ids].reset_index()
-        rows.insert(0, "dataset", dataset)
-        parts.append(rows)
-    table = pd.concat(parts, ignore_index=True)
-    ties = reference.set_index(["dataset", "id"]).tie_at_12th
-    table.insert(2, "tie_at_12th", [int(ties[(d, i)]) for d, i in zip(table.dataset, table.id)])
-    out = ROOT / "tests" / "data" / "real_crystals.csv"
-    table.to_csv(out, index=False)
-    print(f"wrote {len(table)} crystals to {out}")
+    data = {name: pd.read_csv(args.shared / "data" / path, dtype={"id": str}, usecols=["id", "cif"]).set_index("id")
+            for name, path in SOURCES.items()}
+    chosen = pd.DataFrame([(d, i) for d, ids in CHOSEN.items() for i in ids], columns=["dataset", "id"])
+    no_tie = reference[reference.tie_at_12th == 0].groupby("dataset").head(N_NO_TIE // 2)
+    for table, name in ((chosen.merge(reference[["dataset", "id", "tie_at_12th"]]), "real_crystals.csv"),
+                        (no_tie, "reference_predictions_no_tie.csv")):
+        table = table.assign(cif=[data[d].cif[i] for d, i in zip(table.dataset, table.id)])
+        out = ROOT / "tests" / "data" / name
+        table.to_csv(out, index=False)
+        print(f"wrote {len(table)} crystals to {out}")
 
 
 if __name__ == "__main__":
