@@ -6,15 +6,19 @@ import argparse
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_path
+from .files import MODEL_SUFFIX, atomic_path
 
 __all__ = ["main", "build_parser"]
 
 _STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar", ".xsf", ".cssr"}
+_PICKLE_SUFFIXES = {".joblib", ".pkl", ".pickle"}
+_OUTPUT_HELP = ("model file (default {}): the skcgcnn model format, safe to share; a .joblib or .pkl name writes "
+                "a pickle instead")
 
 
 # ----- data --------------------------------------------------------------------
@@ -145,8 +149,20 @@ def _figure_path(output: Path, classification: bool) -> Path:
 
 
 # ----- commands ----------------------------------------------------------------
+def _save(model, output: Path) -> None:
+    """The skcgcnn model format, or a pickle when the output's suffix asks for one."""
+    if output.suffix in _PICKLE_SUFFIXES:
+        import joblib
+
+        with atomic_path(output) as tmp:
+            joblib.dump(model, tmp)
+    else:
+        from .persistence import save_model
+
+        save_model(model, output, force=True)
+
+
 def _fit(args: argparse.Namespace) -> int:
-    import joblib
     from sklearn.pipeline import Pipeline
 
     from .callbacks import HeldOutScore
@@ -172,8 +188,7 @@ def _fit(args: argparse.Namespace) -> int:
     report = {"validation": _metrics(net, graphs[val], y[val], classification),
               "test": _metrics(net, graphs[test], y[test], classification)}
     print(json.dumps(report, indent=2))
-    with atomic_path(output) as tmp:
-        joblib.dump(Pipeline([("graph", transformer.set_params(verbose=0)), ("cgcnn", net)]), tmp)
+    _save(Pipeline([("graph", transformer.set_params(verbose=0)), ("cgcnn", net)]), output)
     print(f"model written to {output}")
     if len(test) and _figure(net, graphs[test], y[test], classification, figure):
         print(f"figure written to {figure}")
@@ -206,7 +221,7 @@ def _predict(args: argparse.Namespace) -> int:
     from sklearn.base import is_classifier
 
     output = _writable(args.output, args.force)
-    model = _load_model(args.model)
+    model = _load_model(args.model, args.trust_pickle)
     items, ids = _prediction_inputs(args.inputs, args.structure_column, args.id_column)
     print(f"predicting {len(items)} structures")
     table = pd.DataFrame({"id": ids})
@@ -229,17 +244,20 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(spec: str):
-    """A released model by name, an original-format checkpoint, or a model file written with joblib."""
-    import joblib
-
+def _load_model(spec: str, trust_pickle: bool):
+    """A released model by name, an original-format checkpoint, a model file, or a pickle the user trusts."""
+    from .persistence import load_model
     from .pretrained import MODELS, load, load_checkpoint
 
     if spec in MODELS:
         return load(spec)
     if spec.endswith((".pth.tar", ".pth", ".pt")):
         return load_checkpoint(spec)
-    return joblib.load(spec)
+    if trust_pickle and Path(spec).is_file() and not zipfile.is_zipfile(spec):
+        import joblib
+
+        return joblib.load(spec)
+    return load_model(spec)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -257,7 +275,6 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    import joblib
     from sklearn.pipeline import Pipeline
 
     from .graphs import CrystalGraphTransformer
@@ -286,8 +303,7 @@ def _tune(args: argparse.Namespace) -> int:
     print(json.dumps({"test": report}, indent=2))
     if not args.search_graphs:
         best = Pipeline([("graph", CrystalGraphTransformer(atom_features=atom_features)), ("cgcnn", best)])
-    with atomic_path(output) as tmp:
-        joblib.dump(best, tmp)
+    _save(best, output)
     print(f"best model written to {output}")
     return 0
 
@@ -362,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skcgcnn", description="Crystal graph convolutional neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="train a model and save it with joblib")
+    fit = sub.add_parser("fit", help="train a model and save it")
     _add_data_options(fit)
     fit.add_argument("--val-size", type=float, default=0.1,
                      help="share used to pick the best epoch (default 0.1)")
@@ -375,13 +391,17 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tie-tol", type=float, default=1e-3,
                      help="distances within this many Å of the M-th neighbour's are tied (default 0.001)")
     _add_model_options(fit)
-    fit.add_argument("-o", "--output", default="model.joblib", help="model file (default model.joblib)")
+    fit.add_argument("-o", "--output", default="model" + MODEL_SUFFIX, help=_OUTPUT_HELP.format("model" + MODEL_SUFFIX))
     fit.add_argument("--force", action="store_true", help="overwrite existing output files")
     fit.set_defaults(func=_fit)
 
     predict = sub.add_parser("predict", help="predict with a saved model")
-    predict.add_argument("model", help="a model written by 'skcgcnn fit' or joblib.dump, the name of a released "
-                                       "model (see 'skcgcnn models'), or an original-format .pth.tar checkpoint")
+    predict.add_argument("model", help="a model file written by 'skcgcnn fit' or skcgcnn.persistence.save_model, "
+                                       "the name of a released model (see 'skcgcnn models'), or an original-format "
+                                       ".pth.tar checkpoint; a pickle (joblib) only with --trust-pickle")
+    predict.add_argument("--trust-pickle", action="store_true",
+                         help="read MODEL even if it is a pickle (joblib.dump): loading a pickle runs any code it "
+                              "holds, so pass this only for files you made or whose source you trust")
     predict.add_argument("inputs", nargs="+", help="structure files, folders of them, or CSV files")
     predict.add_argument("--structure-column", default="cif")
     predict.add_argument("--id-column", default="id")
@@ -402,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--study-name", default=None, help="study to create or resume in --storage")
     tune.add_argument("--search-graphs", action="store_true",
                       help="also search radius and max_num_nbr (re-featurizes per setting)")
-    tune.add_argument("-o", "--output", default="best.joblib")
+    tune.add_argument("-o", "--output", default="best" + MODEL_SUFFIX, help=_OUTPUT_HELP.format("best" + MODEL_SUFFIX))
     tune.add_argument("--force", action="store_true", help="overwrite an existing output file")
     tune.set_defaults(func=_tune)
 

@@ -1,4 +1,4 @@
-"""Writing files so that an interrupted run never leaves a half-written one behind."""
+"""Files: written so that an interrupted run never leaves a half-written one behind, and their names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "MODEL_SUFFIX"]
+
+#: The file name suffix of skcgcnn model files (:mod:`skcgcnn.persistence`).
+MODEL_SUFFIX = ".skcgcnn"
 
 
 @contextmanager

@@ -1,12 +1,14 @@
 import json
 
 import joblib
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from sklearn.pipeline import Pipeline
+
 from skcgcnn.cli import main
+from skcgcnn.persistence import load_model
 from skcgcnn.datasets import make_ionic_crystals
 
 TRAIN = ["--epochs", "2", "--batch-size", "16", "--atom-fea-len", "16", "--h-fea-len", "16"]
@@ -29,7 +31,7 @@ def original_layout(tmp_path, crystals):
 
 
 def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, capsys):
-    model = tmp_path / "out" / "model.joblib"
+    model = tmp_path / "out" / "model.skcgcnn"
     assert main(["fit", str(original_layout), "-o", str(model), *TRAIN]) == 0
     out = capsys.readouterr().out
     assert "40 crystals: 32 for training, 4 for validation, 4 for testing" in out
@@ -46,7 +48,7 @@ def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, caps
     assert table.prediction.iloc[0] == pytest.approx(table.set_index("id").prediction[str(single)])
     folder_rows = table.iloc[1:].set_index("id").prediction
     files = [original_layout / f"id{i}.cif" for i in range(40)]
-    expected = joblib.load(model).predict(files)
+    expected = load_model(model).predict(files)
     np.testing.assert_allclose([folder_rows[str(f)] for f in files], expected, rtol=1e-5)
 
     assert main(["predict", str(model), str(single), "-o", str(predictions)]) == 2
@@ -56,10 +58,10 @@ def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, caps
 
 
 def test_fit_takes_the_neighbour_rule(tmp_path, original_layout):
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.skcgcnn"
     assert main(["fit", str(original_layout), "-o", str(model), "--nbr-rule", "first", "--tie-tol", "0.01",
                  *TRAIN]) == 0
-    settings = joblib.load(model).graph_settings_
+    settings = load_model(model)[-1].graph_settings_
     assert (settings.nbr_rule, settings.tie_tol) == ("first", 0.01)
 
 
@@ -69,7 +71,7 @@ def test_classification_from_csv_with_text_labels(tmp_path, crystals):
                           "kind": np.where(y < np.median(y), "deep", "shallow")})
     data = tmp_path / "data.csv"
     frame.to_csv(data, index=False)
-    model = tmp_path / "clf.joblib"
+    model = tmp_path / "clf.skcgcnn"
     assert main(["fit", str(data), "--target", "kind", "-o", str(model), *TRAIN]) == 0
     assert (tmp_path / "clf_roc.png").is_file()
     predictions = tmp_path / "pred.csv"
@@ -83,14 +85,14 @@ def test_classification_from_csv_with_text_labels(tmp_path, crystals):
 def test_tune_with_a_journal_storage_resumes(tmp_path, original_layout, capsys):
     journal = tmp_path / "tune.log"
     args = ["tune", str(original_layout), "--n-trials", "2", *TRAIN, "--storage", f"journal:{journal}",
-            "--study-name", "s", "-o", str(tmp_path / "best.joblib")]
+            "--study-name", "s", "-o", str(tmp_path / "best.skcgcnn")]
     assert main(args) == 0
     assert "best of 2 trials" in capsys.readouterr().out
     assert main(args) == 2  # the first run's model is not overwritten without --force
     assert "exists; pass --force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
     assert "best of 4 trials" in capsys.readouterr().out
-    assert (tmp_path / "best.joblib").is_file()
+    assert isinstance(load_model(tmp_path / "best.skcgcnn"), Pipeline)
 
 
 def test_a_bad_cif_names_its_path(tmp_path, original_layout, capsys):
@@ -123,3 +125,32 @@ def test_fit_on_a_matbench_file(tmp_path, crystals, capsys):
         json.dump(payload, handle)
     assert main(["fit", str(tmp_path / "task.json.gz"), "-o", str(tmp_path / "m.joblib"), *TRAIN]) == 0
     assert "40 crystals: 32 for training" in capsys.readouterr().out
+
+
+class _Hostile:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_predict_refuses_pickles_unless_trusted(tmp_path, original_layout, capsys):
+    trusted = tmp_path / "mine.joblib"
+    assert main(["fit", str(original_layout), "-o", str(trusted), *TRAIN]) == 0
+    hostile = tmp_path / "shared.joblib"
+    joblib.dump(_Hostile(tmp_path / "marker"), hostile)
+    out = tmp_path / "p.csv"
+    for model in (trusted, hostile):
+        capsys.readouterr()
+        assert main(["predict", str(model), str(original_layout), "-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{model}: refused unread" in err and "--trust-pickle" in err
+    assert not (tmp_path / "marker").exists()
+    assert main(["predict", str(trusted), str(original_layout), "-o", str(out), "--trust-pickle"]) == 0
+    assert len(pd.read_csv(out)) == 40
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "runs any code it holds" in " ".join(capsys.readouterr().out.split())

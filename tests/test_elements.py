@@ -54,4 +54,12 @@ def test_bad_specs_raise(spec, error):
 
 
 def test_documented_names():
-    assert set(ATOM_FEATURE_SETS) == {"cgcnn", "group_period", "onehot"}
+    assert set(ATOM_FEATURE_SETS) == {"cgcnn", "group_period", "onehot", "cgcnn_original"}
+
+
+def test_original_table_is_the_released_models_input():
+    original, ours = AtomFeatures.from_spec("cgcnn_original"), AtomFeatures.from_spec("cgcnn")
+    assert original.n_features == 92 and np.flatnonzero(original.known).tolist() == list(range(1, 101))
+    # the same categories, one-hot, but binned from other element data than pymatgen's
+    np.testing.assert_array_equal(np.unique(original.table), [0.0, 1.0])
+    assert original != ours

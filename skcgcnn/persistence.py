@@ -1,0 +1,267 @@
+"""The skcgcnn model file: plain data and weights, read back without unpickling anything.
+
+A model file holds what predicting needs and nothing else: the estimator's
+plain parameters, the graph settings with their atom feature table, the
+target scaling or the class labels, the network's weights, the package
+versions that wrote it and, for an imported checkpoint, where it came from.
+No training data, no optimizer state, no callbacks. It is written with
+``torch.save`` and read with ``torch.load(weights_only=True)``, which
+accepts tensors, numbers, strings and containers of them only: a file that
+asks for anything else (a pickled object or function) is refused before any
+of it runs. Pickles (``joblib.dump``) remain the way to keep an estimator
+with every skorch detail, for files you made yourself or trust.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.pipeline import Pipeline
+
+from .elements import ATOM_FEATURE_SETS, AtomFeatures
+from .files import atomic_path
+from .graphs import CrystalGraphTransformer, GraphSettings
+from .nn import CGCNN
+
+__all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "skcgcnn-model"
+FORMAT_VERSION = 1
+_PLAIN = (bool, int, float, str, type(None))
+_PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy")
+
+
+def _plain_params(estimator) -> dict:
+    """The parameters that are plain values (what predicting depends on is among them)."""
+    return {k: v for k, v in estimator.get_params(deep=False).items() if isinstance(v, _PLAIN)}
+
+
+def _atom_features(features: AtomFeatures) -> dict:
+    return {"name": features.name, "table": torch.from_numpy(features.table.copy()),
+            "known": torch.from_numpy(features.known.copy())}
+
+
+def _transformer_record(transformer: CrystalGraphTransformer) -> dict:
+    params = _plain_params(transformer)
+    params["atom_features"] = _atom_features(AtomFeatures.from_spec(transformer.atom_features))
+    return params
+
+
+def _features_from(record: dict) -> AtomFeatures | str:
+    """The stored table; by its name when it is a built-in set that has not changed since."""
+    table = AtomFeatures(record["table"].numpy(), record["known"].numpy(), record["name"])
+    if record["name"] in ATOM_FEATURE_SETS and AtomFeatures.from_spec(record["name"]) == table:
+        return record["name"]
+    return table
+
+
+def _transformer_from(record: dict) -> CrystalGraphTransformer:
+    return CrystalGraphTransformer(**{**record, "atom_features": _features_from(record["atom_features"])})
+
+
+def _versions() -> dict:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "unknown"
+    return {**found, "python": sys.version.split()[0]}
+
+
+def _estimator_record(estimator) -> dict:
+    from .estimators import CGCNNClassifier, CGCNNRegressor
+
+    if type(estimator) not in (CGCNNRegressor, CGCNNClassifier):
+        raise TypeError(
+            f"only CGCNNRegressor and CGCNNClassifier are saved in this format, got {type(estimator).__name__}"
+        )
+    if not getattr(estimator, "initialized_", False) or not hasattr(estimator, "graph_settings_"):
+        raise ValueError(f"this {type(estimator).__name__} is not fitted; fit it before saving")
+    if estimator.module is not CGCNN:
+        raise ValueError("a custom module class cannot be saved in this format; use joblib.dump for it")
+    settings: GraphSettings = estimator.graph_settings_
+    record = {
+        "class": type(estimator).__name__,
+        "params": _plain_params(estimator),
+        "graph_settings": {"radius": settings.radius, "max_num_nbr": settings.max_num_nbr, "dmin": settings.dmin,
+                           "step": settings.step, "nbr_rule": settings.nbr_rule, "tie_tol": settings.tie_tol,
+                           "atom_features": _atom_features(settings.atom_features)},
+        "featurizer": None if estimator.featurizer is None else _transformer_record(estimator.featurizer),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in estimator.module_.state_dict().items()},
+    }
+    if record["class"] == "CGCNNClassifier":
+        classes = estimator.classes_
+        record["classes"] = {"values": classes.tolist(), "dtype": classes.dtype.str}
+    else:
+        record["target"] = {"mean": estimator.y_mean_.tolist(), "scale": estimator.y_scale_.tolist(),
+                            "ndim": int(estimator.y_ndim_)}
+    if hasattr(estimator, "checkpoint_"):
+        record["checkpoint"] = estimator.checkpoint_
+    return record
+
+
+def save_model(model, path, force: bool = False) -> Path:
+    """Write a fitted model as a skcgcnn model file.
+
+    Parameters
+    ----------
+    model : CGCNNRegressor, CGCNNClassifier, or Pipeline
+        A fitted estimator, or a fitted ``Pipeline`` of a
+        :class:`~skcgcnn.CrystalGraphTransformer` and one of them.
+    path : str or path-like
+        Where to write (conventionally with the suffix ``.skcgcnn``, :data:`skcgcnn.files.MODEL_SUFFIX`). The file
+        is written under a temporary name and renamed when complete.
+    force : bool, default=False
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        If the model is not fitted, is not of a kind this format holds, or
+        ``path`` exists and ``force`` is False.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skcgcnn import CGCNNRegressor
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(30, random_state=0)
+    >>> reg = CGCNNRegressor(max_epochs=2, random_state=0).fit(X, y)
+    >>> path = save_model(reg, Path(tempfile.mkdtemp()) / "model.skcgcnn")
+    >>> bool((load_model(path).predict(X[:3]) == reg.predict(X[:3])).all())
+    True
+    """
+    path = Path(path)
+    if isinstance(model, Pipeline):
+        if len(model.steps) != 2 or not isinstance(model.steps[0][1], CrystalGraphTransformer):
+            raise TypeError("only a Pipeline of a CrystalGraphTransformer and a CGCNN estimator is saved in this "
+                            "format")
+        (graph_name, transformer), (net_name, estimator) = model.steps
+        content = {"pipeline": {"steps": [graph_name, net_name], "transformer": _transformer_record(transformer)}}
+    else:
+        estimator, content = model, {"pipeline": None}
+    content.update(format=FORMAT, format_version=FORMAT_VERSION, versions=_versions(),
+                   estimator=_estimator_record(estimator))
+    if path.exists() and not force:
+        raise ValueError(f"{path} exists; pass force=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
+    return path
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such model file" if not path.exists() else f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty")
+    with open(path, "rb") as handle:
+        pickled = handle.read(1) == b"\x80"  # the opcode every pickle of protocol 2 or later starts with
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found or pickled:
+            asks = f"it asks to load {found.group(1)}: " if found else ""
+            raise ValueError(
+                f"{path}: refused unread: {asks}it is a pickle (such as joblib.dump writes), not a skcgcnn "
+                "model file, and loading a pickle can run any code it holds; load it only if you trust its "
+                "source (joblib.load in Python, --trust-pickle on the command line)"
+            ) from None
+        raise ValueError(f"{path}: not a skcgcnn model file, or a truncated or damaged one") from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a skcgcnn model file")
+    version = content.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        written_by = content.get("versions", {}).get("skcgcnn", "a newer skcgcnn")
+        raise ValueError(
+            f"{path}: model format version {version} (written by skcgcnn {written_by}); this skcgcnn reads "
+            f"versions up to {FORMAT_VERSION}: upgrade skcgcnn to load it"
+        )
+    return content
+
+
+def _estimator_from(record: dict, path: Path):
+    from .estimators import CGCNNClassifier, CGCNNRegressor
+
+    classes = {"CGCNNRegressor": CGCNNRegressor, "CGCNNClassifier": CGCNNClassifier}
+    if record.get("class") not in classes:
+        raise ValueError(f"{path}: unknown estimator {record.get('class')!r}")
+    params = dict(record["params"])
+    if str(params.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(f"{path}: the model was saved on {params['device']}; it runs on the CPU here", UserWarning,
+                      stacklevel=3)
+        params["device"] = "cpu"
+    pretrained = params.pop("pretrained", None)
+    if record.get("featurizer") is not None:
+        params["featurizer"] = _transformer_from(record["featurizer"])
+    estimator = classes[record["class"]](**params)
+    settings = dict(record["graph_settings"])
+    features = AtomFeatures.from_spec(_features_from(settings.pop("atom_features")))
+    estimator.graph_settings_ = GraphSettings(atom_features=features, **settings)
+    if "classes" in record:
+        from sklearn.preprocessing import LabelEncoder
+
+        labels = np.array(record["classes"]["values"], dtype=np.dtype(record["classes"]["dtype"]))
+        estimator.label_encoder_ = LabelEncoder().fit(labels)
+    else:
+        target = record["target"]
+        estimator.y_mean_ = np.asarray(target["mean"], dtype=np.float64)
+        estimator.y_scale_ = np.asarray(target["scale"], dtype=np.float64)
+        estimator.n_outputs_, estimator.y_ndim_ = len(estimator.y_mean_), target["ndim"]
+    if "checkpoint" in record:
+        estimator.checkpoint_ = record["checkpoint"]
+    # The weights are the file's: the network is built without reading the checkpoint it started from.
+    estimator.initialize()
+    estimator.pretrained = pretrained
+    try:
+        estimator.module_.load_state_dict(record["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: the weights do not fit the stored architecture ({exc})") from None
+    estimator.module_.eval()
+    return estimator
+
+
+def load_model(path):
+    """Read a skcgcnn model file, running nothing it holds.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    CGCNNRegressor, CGCNNClassifier or Pipeline
+        Fitted, as it was saved.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: missing, empty, truncated or damaged, a
+        pickle or anything else that is not a model file (refused unread),
+        or a model of a newer format version.
+    """
+    path = Path(path)
+    content = _read(path)
+    try:
+        estimator = _estimator_from(content["estimator"], path)
+        pipeline = content["pipeline"]
+        if pipeline is None:
+            return estimator
+        graph_name, net_name = pipeline["steps"]
+        return Pipeline([(graph_name, _transformer_from(pipeline["transformer"])), (net_name, estimator)])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: the model file lacks or garbles {exc}") from None
