@@ -34,8 +34,8 @@ from .graphs import CrystalGraphTransformer, GraphSettings
 __all__ = ["PretrainedModel", "MODELS", "load", "load_checkpoint", "read_checkpoint", "save_checkpoint",
            "ORIGINAL_GRAPH"]
 
-#: Graph settings of the original code (its defaults, used by every released model).
-ORIGINAL_GRAPH = {"radius": 8.0, "max_num_nbr": 12, "dmin": 0.0, "step": 0.2, "atom_features": "cgcnn_original"}
+#: Graph geometry of the original code (its defaults, used by every released model).
+ORIGINAL_GRAPH = {"radius": 8.0, "max_num_nbr": 12, "dmin": 0.0, "step": 0.2}
 
 _MP = "Materials Project (Jain et al., APL Mater. 1, 011002, 2013)"
 _PAPER = "Xie & Grossman, Phys. Rev. Lett. 120, 145301 (2018)"
@@ -94,6 +94,8 @@ MODELS = {m.name: m for m in [
 # Names of our module's submodules for the original's (whole dotted components of parameter names).
 _RENAMES = {"fc_full": "fc", "bn1": "bn_edge", "bn2": "bn_sum", "fcs": "hidden", "fc_out": "out"}
 _BACK = {new: old for old, new in _RENAMES.items()}
+# Buffers our module derives from the graph settings; the original's state_dict has none of them.
+_DERIVED = ("atom_table", "expansion.centers")
 _OPTIONS = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "task")
 
 
@@ -160,7 +162,7 @@ def _ours(state: dict) -> dict:
 
 def _theirs(state: dict) -> dict:
     return {_renamed(key, _BACK): value.detach().cpu().clone() for key, value in state.items()
-            if key not in ("atom_table", "expansion.centers") and not key.endswith("num_batches_tracked")}
+            if key not in _DERIVED and not key.endswith("num_batches_tracked")}
 
 
 def load_pretrained_weights(module: torch.nn.Module, state: dict, source: str, skip_output: bool = False) -> None:
@@ -186,7 +188,7 @@ def load_pretrained_weights(module: torch.nn.Module, state: dict, source: str, s
     if wrong or unknown:
         raise ValueError(f"{source}: the weights do not fit this architecture: {', '.join(wrong + unknown)}")
     missing = [k for k in own if k not in ours and not k.endswith("num_batches_tracked")
-               and k not in ("atom_table", "expansion.centers") and not (skip_output and k.startswith("out."))]
+               and k not in _DERIVED and not (skip_output and k.startswith("out."))]
     if missing:
         raise ValueError(f"{source}: the checkpoint lacks the weights {', '.join(missing)}")
     module.load_state_dict(ours, strict=False)
@@ -206,9 +208,12 @@ def atom_features_of(path) -> AtomFeatures:
     ``<name>.atom_init.json``; without that file, the inputs are the original
     code's ``atom_init.json`` vectors (``"cgcnn_original"``).
     """
-    path = Path(path)
-    beside = path.with_name(path.name.removesuffix(".pth.tar") + ".atom_init.json")
+    beside = _atom_init_beside(Path(path))
     return AtomFeatures.from_spec(beside if beside.is_file() else "cgcnn_original")
+
+
+def _atom_init_beside(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".pth.tar") + ".atom_init.json")
 
 
 def training_params(name_or_path) -> dict:
@@ -228,9 +233,8 @@ def training_params(name_or_path) -> dict:
     """
     path = source_path(name_or_path)
     args = read_checkpoint(path)["args"]
-    geometry = {k: v for k, v in ORIGINAL_GRAPH.items() if k != "atom_features"}
     return {**{k: int(args[k]) for k in _OPTIONS[:4]},
-            "featurizer": CrystalGraphTransformer(**geometry, atom_features=atom_features_of(path)),
+            "featurizer": CrystalGraphTransformer(**ORIGINAL_GRAPH, atom_features=atom_features_of(path)),
             "pretrained": name_or_path}
 
 
@@ -270,8 +274,7 @@ def load_checkpoint(path, nbr_rule: str = "first"):
     checkpoint = read_checkpoint(path)
     args, normalizer = checkpoint["args"], checkpoint["normalizer"]
     architecture = {k: int(args[k]) for k in _OPTIONS[:4]}
-    geometry = {k: v for k, v in ORIGINAL_GRAPH.items() if k != "atom_features"}
-    featurizer = CrystalGraphTransformer(**geometry, atom_features=atom_features_of(path), nbr_rule=nbr_rule)
+    featurizer = CrystalGraphTransformer(**ORIGINAL_GRAPH, atom_features=atom_features_of(path), nbr_rule=nbr_rule)
     if args["task"] == "classification":
         estimator = CGCNNClassifier(**architecture, featurizer=featurizer)
         n_classes = int(checkpoint["state_dict"]["fc_out.weight"].shape[0])
@@ -363,8 +366,7 @@ def save_checkpoint(estimator, path, force: bool = False) -> Path:
     module = estimator.module_
     if module.pooling != "mean":
         raise ValueError(f"the original format has mean pooling only; this model uses pooling={module.pooling!r}")
-    geometry = ("radius", "max_num_nbr", "dmin", "step")
-    if any(getattr(settings, k) != ORIGINAL_GRAPH[k] for k in geometry):
+    if any(getattr(settings, k) != v for k, v in ORIGINAL_GRAPH.items()):
         raise ValueError(
             "the original code builds graphs with radius=8.0, max_num_nbr=12, dmin=0.0, step=0.2; this model "
             f"was trained with {settings.describe()}"
@@ -389,6 +391,6 @@ def save_checkpoint(estimator, path, force: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
-    with atomic_path(path.with_name(path.name.removesuffix(".pth.tar") + ".atom_init.json")) as tmp:
+    with atomic_path(_atom_init_beside(path)) as tmp:
         tmp.write_text(json.dumps(atom_init))
     return path
