@@ -43,9 +43,12 @@ def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
 
     With running statistics, batch normalisation is an affine map, and
     ``addcmul`` computes it several times faster than PyTorch's CPU kernel
-    does for 2-D inputs; in training mode this is plain ``bn(x)``.
+    does for 2-D inputs; in training mode this is plain ``bn(x)``. A batch
+    of fewer than two rows (a last batch holding one crystal of one atom)
+    has no variance to normalise by: it is normalised with the running
+    statistics, which it leaves as they are, instead of stopping training.
     """
-    if bn.training or bn.running_mean is None:
+    if bn.running_mean is None or bn.training and x.shape[0] > 1:
         return bn(x)
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     return torch.addcmul(bn.bias - bn.running_mean * scale, x, scale)

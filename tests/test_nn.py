@@ -167,3 +167,17 @@ def test_eval_batch_norm_as_multiply_add_equals_batch_norm():
     torch.testing.assert_close(batch_norm(bn, x), bn(x))
     bn.train()
     torch.testing.assert_close(batch_norm(bn, x), bn(x))
+
+
+def test_a_single_row_in_training_is_normalised_with_the_running_statistics():
+    from skcgcnn.nn import _batch_norm as batch_norm
+
+    bn = torch.nn.BatchNorm1d(4)
+    bn(torch.randn(30, 4) * 2 + 1)
+    before = bn.running_mean.clone(), bn.running_var.clone()
+    x = torch.randn(1, 4)
+    out = batch_norm(bn, x)
+    bn.eval()
+    torch.testing.assert_close(out, bn(x))
+    torch.testing.assert_close((bn.running_mean, bn.running_var), before)
+    assert batch_norm(bn.train(), torch.zeros(0, 4)).shape == (0, 4)
