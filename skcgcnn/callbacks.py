@@ -10,7 +10,15 @@ from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from skorch.callbacks import Callback
 
-__all__ = ["HeldOutScore", "TimeBudget"]
+__all__ = ["HeldOutScore", "TimeBudget", "StopTraining"]
+
+
+class StopTraining(KeyboardInterrupt):
+    """Raised by a callback to end training on purpose; skorch ends it as on an interrupt.
+
+    Estimators tell it from a real interrupt (Ctrl-C), which they record in
+    ``interrupted_``.
+    """
 
 
 class HeldOutScore(Callback):
@@ -68,6 +76,13 @@ class HeldOutScore(Callback):
         default = "neg_log_loss" if is_classifier(net) else "neg_mean_absolute_error"
         self.scorer_ = check_scoring(net, self.scoring or default)
         self.best_score_, self.best_epoch_, self.best_state_ = -np.inf, None, None
+        # Training that continues (partial_fit, a resumed checkpoint) competes with the epochs before it.
+        scores = [epoch.get(self.name, -np.inf) for epoch in net.history]
+        if scores and max(scores) > -np.inf:
+            self.best_epoch_ = int(np.argmax(scores)) + 1
+            self.best_score_ = float(scores[self.best_epoch_ - 1])
+            if self.restore_best:
+                self.best_state_ = copy.deepcopy(net.module_.state_dict())
 
     def on_epoch_end(self, net, **kwargs):
         score = float(self.scorer_(net, self.X_, self.y_))
@@ -115,4 +130,4 @@ class TimeBudget(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         if time.perf_counter() - self.start_ >= 60 * self.minutes:
-            raise KeyboardInterrupt
+            raise StopTraining

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
+import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +26,11 @@ _OUTPUT_HELP = ("model file (default {}): the skcgcnn model format, safe to shar
 
 
 # ----- data --------------------------------------------------------------------
-def _load_training_data(args):
-    """Structures (or CIF text), targets, ids and the atom feature spec of DATA."""
+def _load_training_data(args, path=None):
+    """Structures (or CIF text), targets, ids and the atom feature spec of DATA (or of ``path``)."""
     from .datasets import load_cgcnn_dir, load_csv, load_matbench
 
-    path = Path(args.data)
+    path = Path(args.data if path is None else path)
     atom_features = args.atom_features
     if path.is_dir():
         X, y, ids = load_cgcnn_dir(path, n_jobs=args.n_jobs, verbose=1)
@@ -50,7 +54,65 @@ def _load_training_data(args):
                              id_column=args.id_column, missing="drop" if args.drop_missing else "raise", parse=False)
     else:
         raise ValueError(f"{path} is neither a folder, a CSV file nor a matbench JSON file")
-    return X, y, ids, atom_features or "cgcnn"
+    return list(X), np.asarray(y), [str(i) for i in ids], atom_features or "cgcnn"
+
+
+_SET_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+              "test": "test"}
+
+
+def _read_split(path, ids: list[str]) -> np.ndarray:
+    """The set ("train", "val" or "test") of every id, from a CSV file with the columns id and set."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such split file") from None
+    if not {"id", "set"} <= set(table.columns):
+        raise ValueError(f"{path}: a split file has the columns id and set, found {list(table.columns)}")
+    sets = table["set"].str.strip().str.lower().map(_SET_NAMES)
+    for line, (raw, mapped) in enumerate(zip(table["set"], sets), start=2):
+        if not isinstance(mapped, str):
+            raise ValueError(f"{path}: line {line}: set {raw!r} is not train, val or test")
+    repeated = table["id"][table["id"].duplicated()]
+    if len(repeated):
+        raise ValueError(f"{path}: id {repeated.iloc[0]!r} is listed twice")
+    if len(set(ids)) != len(ids):
+        raise ValueError("--split needs the ids of the data to be unique")
+    mapping = dict(zip(table["id"], sets))
+    missing = [i for i in ids if i not in mapping]
+    unknown = sorted(set(mapping) - set(ids))
+    for what, found in (("ids of the data are not in the split file", missing),
+                        ("ids of the split file are not in the data", unknown)):
+        if found:
+            raise ValueError(f"{path}: {len(found)} {what}, e.g. {found[:3]}")
+    return np.array([mapping[i] for i in ids])
+
+
+def _fit_data(args):
+    """Everything ``fit`` trains and scores on, with the set of each crystal (None: split at random)."""
+    X, y, ids, atom_features = _load_training_data(args)
+    sets = None
+    extra = [(name, path) for name, path in (("val", args.val_data), ("test", args.test_data)) if path]
+    if extra:
+        sets = ["train"] * len(ids)
+        for name, path in extra:
+            X_more, y_more, ids_more, _ = _load_training_data(args, path)
+            if y_more.ndim != y.ndim or y_more.shape[1:] != y.shape[1:]:
+                raise ValueError(f"{path} holds targets of shape {y_more.shape[1:]}, DATA of shape {y.shape[1:]}")
+            X, y, ids = X + X_more, np.concatenate([y, y_more]), ids + ids_more
+            sets += [name] * len(ids_more)
+        sets = np.array(sets)
+    if args.split:
+        sets = _read_split(args.split, ids)
+    return X, y, ids, atom_features, sets
+
+
+def _fingerprint(ids, y) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps([list(ids), np.asarray(y).tolist()]).encode()).hexdigest()
 
 
 def _prediction_inputs(paths, structure_column, id_column):
@@ -99,6 +161,12 @@ def _split(n, val_size, test_size, seed, stratify=None):
     return train, val, test
 
 
+def _split_indices(args, sets, n, stratify):
+    if sets is None:
+        return _split(n, args.val_size, args.test_size, args.seed, stratify=stratify)
+    return tuple(np.flatnonzero(sets == name) for name in ("train", "val", "test"))
+
+
 def _metrics(estimator, graphs, y, classification):
     from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
 
@@ -136,84 +204,242 @@ def _is_classification(args, y) -> bool:
 
 # ----- outputs -----------------------------------------------------------------
 def _writable(path, force: bool) -> Path:
-    """Check before any long work that ``path`` may be written."""
+    """Check before any long work that the file ``path`` may be written."""
+    from .files import remove_stale_temporaries
+
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name")
     if path.exists() and not force:
         raise ValueError(f"{path} exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"cannot write into {path.parent}: permission denied")
+    remove_stale_temporaries(path.parent)
     return path
 
 
-def _figure_path(output: Path, classification: bool) -> Path:
-    return output.with_name(output.stem + ("_roc.png" if classification else "_parity.png"))
+@contextmanager
+def _output(path: Path, force: bool):
+    """A temporary path for ``path``; without ``force`` the no-overwrite promise holds at the final rename."""
+    try:
+        with atomic_path(path, overwrite=force) as tmp:
+            yield tmp
+    except FileExistsError:
+        raise ValueError(f"{path} appeared while this command ran; pass --force to overwrite it") from None
 
 
 # ----- commands ----------------------------------------------------------------
-def _save(model, output: Path) -> None:
+def _save(model, output: Path, force: bool) -> None:
     """The skcgcnn model format, or a pickle when the output's suffix asks for one."""
-    if output.suffix in _PICKLE_SUFFIXES:
-        import joblib
+    with _output(output, force) as tmp:
+        if output.suffix in _PICKLE_SUFFIXES:
+            import joblib
 
-        with atomic_path(output) as tmp:
             joblib.dump(model, tmp)
-    else:
-        from .persistence import save_model
+        else:
+            from .persistence import save_model
 
-        save_model(model, output, force=True)
+            save_model(model, tmp, force=True)
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from sklearn.pipeline import Pipeline
+    import shutil
+    from contextlib import redirect_stdout
+
+    from .runs import RunFolder, Tee
+
+    if args.resume:
+        if args.data is not None:
+            raise ValueError("--resume continues a run with its recorded arguments: give only the run folder "
+                             "(and --n-jobs)")
+        run = RunFolder.open(args.resume)
+        if run.record.get("status") == "complete":
+            raise ValueError(f"{run.path}: the run is complete; there is nothing to resume")
+        n_jobs = args.n_jobs
+        args = argparse.Namespace(**{**run.record["arguments"], "func": args.func, "resume": str(run.path),
+                                     "received_signals": args.received_signals})
+        args.n_jobs = n_jobs if n_jobs is not None else args.n_jobs
+    elif args.data is None:
+        raise ValueError("give DATA to train on (or --resume FOLDER to continue a run)")
+    else:
+        if args.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+        for name in ("data", "val_data", "test_data", "split", "atom_features"):
+            value = getattr(args, name)
+            if value is not None and Path(value).exists():  # so that a resume works from any folder
+                setattr(args, name, str(Path(value).resolve()))
+        run = RunFolder.create(args.output, args.force)
+    try:
+        with open(run / "log.txt", "a", encoding="utf-8", buffering=1) as log, redirect_stdout(Tee(sys.stdout, log)):
+            return _fit_run(args, run)
+    except BaseException:
+        if not args.resume and run.epochs_done() == 0:
+            shutil.rmtree(run.path, ignore_errors=True)  # nothing of value yet: leave no folder that blocks a retry
+        raise
+
+
+def _arguments(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in ("func", "resume", "force", "received_signals")}
+
+
+def _fit_callbacks(args, run, transformer, graphs, y, val):
+    from skorch.callbacks import LoadInitState, LRScheduler
+    from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
 
     from .callbacks import HeldOutScore
-    from .graphs import CrystalGraphTransformer
+    from .runs import AtomicCheckpoint, ResumableEarlyStopping, SaveBestModel
 
-    output = _writable(args.output, args.force)
-    X, y, _, atom_features = _load_training_data(args)
-    classification = _is_classification(args, np.asarray(y))
-    figure = _writable(_figure_path(output, classification), args.force)
+    last = AtomicCheckpoint(monitor=None, dirname=str(run.checkpoint_dir), f_params="params.pt",
+                            f_optimizer="optimizer.pt", f_criterion=None, f_history="history.json",
+                            event_name=None)
+    callbacks = [("resume", LoadInitState(last))]
+    if len(val):
+        callbacks.append(("held_out", HeldOutScore(graphs[val], y[val], restore_best=False)))
+    if args.lr_schedule == "cosine":
+        callbacks.append(("schedule", LRScheduler(policy=CosineAnnealingLR, T_max=args.epochs)))
+    elif args.lr_schedule == "plateau":
+        callbacks.append(("schedule", LRScheduler(policy=ReduceLROnPlateau, monitor="held_out_score", mode="max",
+                                                  factor=0.5, patience=args.lr_patience)))
+    if args.patience:
+        callbacks.append(("early_stopping", ResumableEarlyStopping(monitor="held_out_score", lower_is_better=False,
+                                                                   patience=args.patience)))
+    if len(val):
+        callbacks.append(("best", AtomicCheckpoint(monitor="held_out_score_best", dirname=str(run.checkpoint_dir),
+                                                   f_params="best_params.pt", f_optimizer=None, f_criterion=None,
+                                                   f_history=None, event_name="event_best", load_best=True)))
+        callbacks.append(("best_model", SaveBestModel(run / ("best" + MODEL_SUFFIX), transformer)))
+    callbacks.append(("checkpoint", last))
+    return callbacks
+
+
+def _check_fit_options(args, has_val: bool) -> None:
+    if not has_val and (args.patience or args.lr_schedule == "plateau"):
+        raise ValueError("--patience and --lr-schedule plateau watch the validation score: they need a "
+                         "validation set (--val-size > 0, --val-data, or val rows in --split)")
+
+
+def _fit_run(args, run) -> int:
+    from sklearn.pipeline import Pipeline
+
+    from .graphs import CrystalGraphTransformer
+    from .persistence import package_versions
+    from .runs import exit_status
+
+    X, y, ids, atom_features, sets = _fit_data(args)
+    classification = _is_classification(args, y)
+    fingerprint = _fingerprint(ids, y)
+    if args.resume and run.record.get("data", {}).get("fingerprint") != fingerprint:
+        raise ValueError(f"{args.data}: the data changed since the run in {run.path} started; resuming would mix "
+                         "two data sets")
+    train, val, test = _split_indices(args, sets, len(ids), np.asarray(y) if classification else None)
+    _check_fit_options(args, len(val) > 0)
+    done = run.epochs_done()
+    run.update(status="running", command="skcgcnn " + " ".join(sys.argv[1:]), arguments=_arguments(args),
+               versions=package_versions(), data={"n_crystals": len(ids), "fingerprint": fingerprint},
+               split={"train": len(train), "val": len(val), "test": len(test)}, epochs_done=done,
+               resumed_at_epoch=done if args.resume else None)
+    if not args.resume:
+        _write_table(run / "split.csv", {"id": ids, "set": _set_column(len(ids), train, val, test)})
+    print(f"{len(ids)} crystals: {len(train)} for training, {len(val)} for validation, {len(test)} for testing")
     transformer = CrystalGraphTransformer(radius=args.radius, max_num_nbr=args.max_num_nbr, step=args.step,
                                           atom_features=atom_features, nbr_rule=args.nbr_rule,
                                           tie_tol=args.tie_tol, n_jobs=args.n_jobs, verbose=1)
     graphs = transformer.transform(X)
-    train, val, test = _split(len(graphs), args.val_size, args.test_size, args.seed,
-                              stratify=np.asarray(y) if classification else None)
-    print(f"{len(graphs)} crystals: {len(train)} for training, {len(val)} for validation, {len(test)} for testing")
+    transformer.set_params(verbose=0)
     net = _network(args, classification)
-    if len(val):
-        net.set_params(callbacks=[("held_out", HeldOutScore(graphs[val], y[val]))])
+    net.set_params(callbacks=_fit_callbacks(args, run, transformer, graphs, y, val), callbacks__lr_scheduler=None)
+    if done:
+        print(f"resuming from the checkpoint of epoch {done} of {args.epochs}")
     start = time.perf_counter()
-    net.fit(graphs[train], y[train])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "training was interrupted", UserWarning)  # said below, with what to do
+        net.fit(graphs[train], y[train], epochs=max(args.epochs - done, 0))
+    if net.interrupted_:
+        signals = args.received_signals or [signal.SIGINT]
+        done = run.epochs_done()
+        run.update(status="interrupted", epochs_done=done)
+        best = run / ("best" + MODEL_SUFFIX)
+        print(f"skcgcnn: interrupted; the checkpoint of epoch {done} of {args.epochs} is in {run.checkpoint_dir}"
+              + (f", the best model so far in {best}" if best.is_file() else "")
+              + f". Continue with: skcgcnn fit --resume {run.path}", file=sys.stderr)
+        return exit_status(signals[-1])
     print(f"training took {time.perf_counter() - start:.1f} s")
     report = {"validation": _metrics(net, graphs[val], y[val], classification),
               "test": _metrics(net, graphs[test], y[test], classification)}
     print(json.dumps(report, indent=2))
-    _save(Pipeline([("graph", transformer.set_params(verbose=0)), ("cgcnn", net)]), output)
-    print(f"model written to {output}")
-    if len(test) and _figure(net, graphs[test], y[test], classification, figure):
-        print(f"figure written to {figure}")
+    model = run / ("model" + (".joblib" if args.format == "joblib" else MODEL_SUFFIX))
+    _save(Pipeline([("graph", transformer), ("cgcnn", net)]), model, force=True)
+    (run / ("best" + MODEL_SUFFIX)).unlink(missing_ok=True)  # the final model is the best epoch's
+    written = [model]
+    if len(test):
+        written.append(_write_test_predictions(run / "test_predictions.csv", net, graphs[test], y[test],
+                                               [ids[i] for i in test], classification))
+        written += _figures(run, net, graphs[test], y[test], classification)
+    run.update(status="complete", epochs_done=len(net.history), metrics=report)
+    print("written: " + ", ".join(str(p) for p in written))
     return 0
 
 
-def _figure(net, graphs, y, classification, path: Path) -> bool:
+def _set_column(n, train, val, test) -> np.ndarray:
+    column = np.empty(n, dtype=object)
+    for name, index in (("train", train), ("val", val), ("test", test)):
+        column[index] = name
+    return column
+
+
+def _write_table(path: Path, columns: dict) -> Path:
+    import pandas as pd
+
+    with atomic_path(path) as tmp:
+        pd.DataFrame(columns).to_csv(tmp, index=False)
+    return path
+
+
+def _write_test_predictions(path, net, graphs, y, ids, classification) -> Path:
+    columns = {"id": ids}
+    if classification:
+        proba = net.predict_proba(graphs)
+        columns.update(target=y, prediction=net.classes_[proba.argmax(axis=1)])
+        columns.update({f"proba_{label}": proba[:, k] for k, label in enumerate(net.classes_)})
+    else:
+        pred = net.predict(graphs)
+        if pred.ndim == 1:
+            columns.update(target=y, prediction=pred)
+        else:
+            for k in range(pred.shape[1]):
+                columns.update({f"target_{k}": y[:, k], f"prediction_{k}": pred[:, k]})
+    return _write_table(path, columns)
+
+
+def _figures(run, net, graphs, y, classification) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_parity, plot_roc
+    from .plotting import plot_parity, plot_roc, plot_training_history
 
-    if classification and len(net.classes_) != 2:
-        return False
-    fig, ax = plt.subplots(figsize=(5, 5))
-    if classification:
-        plot_roc((np.asarray(y) == net.classes_[1]).astype(int), net.predict_proba(graphs), ax=ax)
-    else:
-        plot_parity(np.ravel(y), np.ravel(net.predict(graphs)), ax=ax)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return True
+    written = []
+
+    def save(fig, name):
+        with atomic_path(run / name) as tmp:
+            fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+        plt.close(fig)
+        written.append(run / name)
+
+    if not classification and np.ndim(y) == 1:
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        plot_parity(y, net.predict(graphs), ax=ax)
+        save(fig, "parity.png")
+    elif classification and len(net.classes_) == 2:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        plot_roc(y, net.predict_proba(graphs), pos_label=net.classes_[1], ax=ax)
+        save(fig, "roc.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot_training_history(net.history, ax=ax, error_label="validation log-loss" if classification else "validation MAE")
+    save(fig, "learning_curve.png")
+    return written
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -238,7 +464,7 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             for k in range(pred.shape[1]):
                 table[f"prediction_{k}"] = pred[:, k]
-    with atomic_path(output) as tmp:
+    with _output(output, args.force) as tmp:
         table.to_csv(tmp, index=False)
     print(f"predictions written to {output}")
     return 0
@@ -303,7 +529,7 @@ def _tune(args: argparse.Namespace) -> int:
     print(json.dumps({"test": report}, indent=2))
     if not args.search_graphs:
         best = Pipeline([("graph", CrystalGraphTransformer(atom_features=atom_features)), ("cgcnn", best)])
-    _save(best, output)
+    _save(best, output, force=args.force)
     print(f"best model written to {output}")
     return 0
 
@@ -336,9 +562,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # ----- parser ------------------------------------------------------------------
-def _add_data_options(parser):
-    parser.add_argument("data", help="a folder in the original layout (id_prop.csv + CIFs), a CSV file with a "
-                                     "CIF column, or a matbench JSON(.gz) file")
+_DATA_HELP = ("a folder in the original layout (id_prop.csv + CIFs), a CSV file with a CIF column, or a matbench "
+              "JSON(.gz) file")
+
+
+def _add_data_options(parser, data_optional: bool = False):
+    parser.add_argument("data", nargs="?" if data_optional else None, help=_DATA_HELP)
     parser.add_argument("--target", help="target column (CSV, matbench) or 0-based target index (folder)")
     parser.add_argument("--task", choices=["auto", "regression", "classification"], default="auto",
                         help="default: classification for text/boolean targets, else regression")
@@ -378,10 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skcgcnn", description="Crystal graph convolutional neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="train a model and save it")
-    _add_data_options(fit)
+    fit = sub.add_parser("fit", help="train a model in a run folder that keeps checkpoints and can be resumed")
+    _add_data_options(fit, data_optional=True)
     fit.add_argument("--val-size", type=float, default=0.1,
                      help="share used to pick the best epoch (default 0.1)")
+    fit.add_argument("--val-data", metavar="PATH", help="validation crystals given apart (same forms as DATA); "
+                                                        "DATA is then the training set")
+    fit.add_argument("--test-data", metavar="PATH", help="test crystals given apart (same forms as DATA)")
+    fit.add_argument("--split", metavar="CSV", help="a fixed split: a CSV file with the columns id and set "
+                                                    "(train, val or test), such as a run folder's split.csv")
     fit.add_argument("--radius", type=float, default=8.0)
     fit.add_argument("--max-num-nbr", type=int, default=12)
     fit.add_argument("--step", type=float, default=0.2)
@@ -391,8 +625,22 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tie-tol", type=float, default=1e-3,
                      help="distances within this many Å of the M-th neighbour's are tied (default 0.001)")
     _add_model_options(fit)
-    fit.add_argument("-o", "--output", default="model" + MODEL_SUFFIX, help=_OUTPUT_HELP.format("model" + MODEL_SUFFIX))
-    fit.add_argument("--force", action="store_true", help="overwrite existing output files")
+    fit.add_argument("--lr-schedule", choices=["cosine", "plateau", "constant"], default="cosine",
+                     help="cosine annealing over --epochs, halving when the validation score stalls for "
+                          "--lr-patience epochs, or none (default cosine)")
+    fit.add_argument("--lr-patience", type=int, default=10, help="epochs without improvement before the "
+                                                                 "plateau schedule halves the rate (default 10)")
+    fit.add_argument("--patience", type=int, default=None,
+                     help="stop when the validation score has not improved for this many epochs (default: never)")
+    fit.add_argument("-o", "--output", default="skcgcnn_run", metavar="FOLDER",
+                     help="the run folder (default skcgcnn_run): model, best model so far, checkpoints, log, "
+                          "split, test predictions and figures")
+    fit.add_argument("--format", choices=["skcgcnn", "joblib"], default="skcgcnn",
+                     help="format of the final model: the skcgcnn model file, safe to share (default), or a "
+                          "joblib pickle")
+    fit.add_argument("--resume", metavar="FOLDER", help="continue an interrupted run from its last checkpoint, "
+                                                        "with the arguments it was started with")
+    fit.add_argument("--force", action="store_true", help="replace an existing run folder")
     fit.set_defaults(func=_fit)
 
     predict = sub.add_parser("predict", help="predict with a saved model")
@@ -436,12 +684,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    from .runs import exit_status, stop_on_signals
+
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"skcgcnn: error: {exc}", file=sys.stderr)
-        return 2
+    with stop_on_signals() as received:
+        args.received_signals = received
+        try:
+            return args.func(args)
+        except (ValueError, TypeError, OSError) as exc:
+            print(f"skcgcnn: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("skcgcnn: interrupted", file=sys.stderr)
+            return exit_status(received[-1] if received else signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class AtomFeatures:
     >>> feats = AtomFeatures.from_spec("cgcnn")
     >>> feats.n_features
     92
-    >>> feats.table[8].sum()  # every element has one entry per present property
+    >>> float(feats.table[8].sum())  # every element has one entry per present property
     np.float32(9.0)
     """
 

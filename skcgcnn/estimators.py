@@ -12,11 +12,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import LRScheduler
+from skorch.callbacks import EarlyStopping, LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import Subset
 
 from .batching import CrystalGraphDataset, passthrough_collate
+from .callbacks import StopTraining
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 from .interpret import site_contributions
 from .nn import CGCNN
@@ -195,17 +196,43 @@ class _CGCNNMixin:
         self.optimizer_ = optimizer(*args, **kwargs)
         return self
 
+    def _seed(self) -> int | None:
+        if self.random_state is None:
+            return None
+        return int(check_random_state(self.random_state).randint(2**31 - 1))
+
     @contextmanager
     def _seeded(self):
-        if self.random_state is None:
+        """Seed initialisation, leaving the caller's random state as it was."""
+        seed = self._seed()
+        if seed is None:
             yield
             return
-        seed = check_random_state(self.random_state).randint(2**31 - 1)
-        if getattr(self, "history_", None):
-            seed = (seed + len(self.history_)) % (2**31 - 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             yield
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Start an epoch; with a ``random_state``, its shuffling and dropout are seeded by its number.
+
+        An epoch is then the same whether training ran in one go or was
+        resumed from a checkpoint, or continued with ``partial_fit``.
+        """
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
+        seed = self._seed()
+        if seed is not None:
+            torch.manual_seed((seed + len(self.history)) % (2**31 - 1))
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's training loop, recording whether it ended by an interrupt rather than by design."""
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            self.interrupted_ = not (isinstance(exc, StopTraining) or self._stopped_early())
+            raise
+
+    def _stopped_early(self) -> bool:
+        return any(isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience for _, cb in self.callbacks_)
 
     # ----- fitting ---------------------------------------------------------
     def fit(self, X, y, **fit_params):
@@ -227,7 +254,7 @@ class _CGCNNMixin:
         """
         if not self.warm_start or not self.initialized_:
             self.initialized_ = False
-        return self.partial_fit(X, y, **fit_params)
+        return self._train(X, y, fit_params)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train for ``max_epochs`` more epochs without re-initialising a fitted network.
@@ -245,13 +272,25 @@ class _CGCNNMixin:
         -------
         self
         """
+        return self._train(X, y, fit_params)
+
+    def _train(self, X, y, fit_params):
         first = not self.initialized_
         graphs = self._as_graphs(X, fitting=first)
         targets = self._encode_targets(y, len(graphs), first)
+        epochs_before = len(self.history_) if not first else 0
+        self.interrupted_ = False
         with self._seeded():
             if first:
                 self.initialize()
             super().partial_fit(graphs, targets, **fit_params)
+        if self.interrupted_:
+            warnings.warn(
+                f"training was interrupted after {len(self.history_) - epochs_before} complete epoch(s) of this "
+                f"call; the network is not what the full fit gives (interrupted_ is True)",
+                UserWarning,
+                stacklevel=3,
+            )
         return self
 
     def autocast(self):
@@ -327,8 +366,9 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         Featurizes raw structures passed to ``fit`` (``None``: default
         settings). Ignored when ``fit`` receives :class:`CrystalGraphs`.
     random_state : int, RandomState or None, default=None
-        Seeds initialisation and shuffling; a fixed value makes a CPU fit
-        reproducible.
+        Seeds initialisation, and each epoch's shuffling and dropout by its
+        number; a fixed value makes a CPU fit reproducible, also when it is
+        resumed from a checkpoint.
     precision : {"float32", "bfloat16"}, default="float32"
         ``"bfloat16"`` runs the network under ``torch.autocast`` (mixed
         precision, parameters kept in float32). On a 2-core CPU with
@@ -366,6 +406,11 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
     y_mean_, y_scale_ : ndarray of shape (n_outputs,)
         Target standardisation.
     n_outputs_ : int
+    interrupted_ : bool
+        True when the last ``fit`` or ``partial_fit`` was interrupted
+        (Ctrl-C) before its epochs were done; a warning says so too. A stop
+        on purpose (early stopping, :class:`~skcgcnn.callbacks.TimeBudget`)
+        is not an interruption.
 
     Examples
     --------
@@ -527,6 +572,8 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
     classes_ : ndarray
         The class labels, in the order of ``predict_proba`` columns.
     graph_settings_ : GraphSettings
+    interrupted_ : bool
+        As in :class:`CGCNNRegressor`.
 
     Examples
     --------

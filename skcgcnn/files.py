@@ -6,25 +6,38 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "MODEL_SUFFIX"]
+__all__ = ["atomic_path", "remove_stale_temporaries", "MODEL_SUFFIX"]
 
 #: The file name suffix of skcgcnn model files (:mod:`skcgcnn.persistence`).
 MODEL_SUFFIX = ".skcgcnn"
 
 
+def _temporary(path: Path, pid: int) -> Path:
+    return path.with_name(f".{path.name}.{pid}.tmp")
+
+
 @contextmanager
-def atomic_path(path):
+def atomic_path(path, overwrite: bool = True):
     """A temporary path next to ``path``, renamed onto it only if the block succeeds.
 
     Parameters
     ----------
     path : str or path-like
         The file to write; its folder must exist.
+    overwrite : bool, default=True
+        With False, the file is put in place only if no file of that name
+        exists at that moment (checked and done in one step by the operating
+        system), so a concurrent process cannot be silently overwritten.
 
     Yields
     ------
     Path
         Where to write instead; removed if the block fails.
+
+    Raises
+    ------
+    FileExistsError
+        With ``overwrite=False``, if ``path`` exists when the file is complete.
 
     Examples
     --------
@@ -36,9 +49,49 @@ def atomic_path(path):
     ('id,prediction\\n', ['table.csv'])
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path, os.getpid())
     try:
         yield tmp
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    raise FileExistsError(f"{path} exists") from None
+                os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_path` left in ``folder`` by processes that no longer run.
+
+    A process killed without warning (``kill -9``, a crash) cannot clean up
+    after itself; the next one writing into the same folder does.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _running(int(pid)) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -34,7 +34,7 @@ __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 FORMAT = "skcgcnn-model"
 FORMAT_VERSION = 1
 _PLAIN = (bool, int, float, str, type(None))
-_PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy")
+_PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy", "joblib", "optuna", "pandas")
 
 
 def _plain_params(estimator) -> dict:
@@ -65,7 +65,8 @@ def _transformer_from(record: dict) -> CrystalGraphTransformer:
     return CrystalGraphTransformer(**{**record, "atom_features": _features_from(record["atom_features"])})
 
 
-def _versions() -> dict:
+def package_versions() -> dict:
+    """The versions of skcgcnn, its main dependencies and Python, as recorded in model files and run folders."""
     found = {}
     for name in _PACKAGES:
         try:
@@ -151,7 +152,7 @@ def save_model(model, path, force: bool = False) -> Path:
         content = {"pipeline": {"steps": [graph_name, net_name], "transformer": _transformer_record(transformer)}}
     else:
         estimator, content = model, {"pipeline": None}
-    content.update(format=FORMAT, format_version=FORMAT_VERSION, versions=_versions(),
+    content.update(format=FORMAT, format_version=FORMAT_VERSION, versions=package_versions(),
                    estimator=_estimator_record(estimator))
     if path.exists() and not force:
         raise ValueError(f"{path} exists; pass force=True to replace it")

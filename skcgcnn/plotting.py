@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_parity", "plot_roc", "plot_learning_curve", "plot_periodic_table"]
+__all__ = ["plot_parity", "plot_roc", "plot_learning_curve", "plot_training_history", "plot_periodic_table"]
 
 
 def _axes(ax):
@@ -19,8 +19,21 @@ def _axes(ax):
     return plt.subplots()[1]
 
 
-def plot_parity(y_true, y_pred, ax=None, bins: int = 100, unit: str = "", label: str = "CGCNN"):
-    """2-D histogram of predicted against reference values with the diagonal (paper Fig. 2c).
+def _plain_log_ticks(axis) -> None:
+    """Ticks of a log axis as plain numbers (1, 10, 0.5), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_parity(y_true, y_pred, ax=None, bins: int = 100, unit: str = "", label: str = "CGCNN",
+                max_points: int = 2000):
+    """Predicted against reference values with the diagonal, MAE, R² and count (paper Fig. 2c).
+
+    Up to ``max_points`` crystals are drawn one by one; more as a 2-D
+    histogram (the paper's figure) whose colour scale starts at one crystal,
+    so that a lone outlier stays as visible as the dense centre.
 
     Parameters
     ----------
@@ -32,7 +45,9 @@ def plot_parity(y_true, y_pred, ax=None, bins: int = 100, unit: str = "", label:
     unit : str, default=""
         Unit shown in the axis labels and the MAE, e.g. ``"eV/atom"``.
     label : str, default="CGCNN"
-        Legend entry, followed by the MAE.
+        Legend entry of the predictions.
+    max_points : int, default=2000
+        Above this many crystals, the histogram is drawn.
 
     Returns
     -------
@@ -43,27 +58,47 @@ def plot_parity(y_true, y_pred, ax=None, bins: int = 100, unit: str = "", label:
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> ax = plot_parity([0.0, 1.0, 2.0], [0.1, 0.9, 2.2], unit="eV")
-    >>> ax.get_legend().get_texts()[0].get_text()
-    'CGCNN, MAE = 0.133 eV'
+    >>> [text.get_text() for text in ax.get_legend().get_texts()]
+    ['CGCNN', 'y = x']
+    >>> ax.get_legend().get_title().get_text()
+    'MAE = 0.133 eV\\nR² = 0.970\\nn = 3'
     """
     from matplotlib.colors import LogNorm
 
     y_true, y_pred = np.ravel(y_true).astype(float), np.ravel(y_pred).astype(float)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true has {len(y_true)} values but y_pred has {len(y_pred)}")
+    if not len(y_true) or not (np.isfinite(y_true).all() and np.isfinite(y_pred).all()):
+        raise ValueError("plot_parity needs finite values, at least one pair")
     ax = _axes(ax)
     low, high = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
-    pad = 0.02 * (high - low or 1.0)
+    pad = 0.03 * (high - low or 1.0)
     edges = np.linspace(low - pad, high + pad, bins + 1)
-    *_, image = ax.hist2d(y_true, y_pred, bins=[edges, edges], norm=LogNorm(), cmap="Blues", cmin=1)
-    mae = np.mean(np.abs(y_true - y_pred))
+    if len(y_true) <= max_points:
+        handle = ax.scatter(y_true, y_pred, s=14, color="C0", alpha=0.7, linewidths=0, label=label)
+    else:
+        from matplotlib.patches import Patch
+
+        *_, image = ax.hist2d(y_true, y_pred, bins=[edges, edges], norm=LogNorm(vmin=1), cmap="viridis", cmin=1)
+        bar = ax.figure.colorbar(image, ax=ax, label="crystals per bin", shrink=0.8)
+        _plain_log_ticks(bar.ax.yaxis)
+        handle = Patch(color=image.get_cmap()(0.5), label=label)
+    (diagonal,) = ax.plot([edges[0], edges[-1]], [edges[0], edges[-1]], "k--", lw=1, label="y = x")
     suffix = f" {unit}" if unit else ""
-    ax.plot([edges[0], edges[-1]], [edges[0], edges[-1]], "k--", lw=1, label=f"{label}, MAE = {mae:.3g}{suffix}")
-    ax.figure.colorbar(image, ax=ax, label="count")
+    mae = np.mean(np.abs(y_true - y_pred))
+    spread = np.sum((y_true - y_true.mean()) ** 2)
+    r2 = 1 - np.sum((y_true - y_pred) ** 2) / spread if spread > 0 else float("nan")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(edges[0], edges[-1])
     ax.set_xlabel(f"reference{f' ({unit})' if unit else ''}")
     ax.set_ylabel(f"predicted{f' ({unit})' if unit else ''}")
     ax.set_aspect("equal")
-    ax.legend(loc="upper left")
+    # An outlier is what a reader looks for: the box goes where it hides no crystal ("best" sees points, not
+    # histogram bins, so next to a histogram it goes below the axes).
+    place = {"loc": "best"} if len(y_true) <= max_points else {"loc": "upper center", "bbox_to_anchor": (0.5, -0.13)}
+    legend = ax.legend(handles=[handle, diagonal], title=f"MAE = {mae:.3g}{suffix}\nR² = {r2:.3f}\nn = {len(y_true)}",
+                       framealpha=0.9, **place)
+    legend.get_title().set_multialignment("left")
     return ax
 
 
@@ -174,6 +209,61 @@ def plot_learning_curve(
     ax.set_xlabel("training crystals")
     ax.set_ylabel(f"test MAE{f' ({unit})' if unit else ''}")
     ax.legend()
+    return ax
+
+
+def plot_training_history(history, ax=None, score: str = "held_out_score", error_label: str = "validation MAE",
+                          unit: str = ""):
+    """Training loss and held-out error per epoch, the record of one fit.
+
+    Parameters
+    ----------
+    history : skorch History or list of dict
+        ``net.history``, or the ``history.json`` of a run folder read back.
+    ax : matplotlib Axes, default=None
+    score : str, default="held_out_score"
+        History key of a greater-is-better score (as
+        :class:`~skcgcnn.callbacks.HeldOutScore` records); its negative, an
+        error, is drawn on a second axis when present.
+    error_label : str, default="validation MAE"
+        Name of that error (``"validation log-loss"`` for a classifier's
+        default score).
+    unit : str, default=""
+        Unit of that error, e.g. ``"eV/atom"``.
+
+    Returns
+    -------
+    matplotlib Axes
+        The axes of the training loss (the error's axes is its twin).
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> history = [{"epoch": 1, "train_loss": 0.9, "held_out_score": -0.30},
+    ...            {"epoch": 2, "train_loss": 0.5, "held_out_score": -0.21}]
+    >>> ax = plot_training_history(history, unit="eV/atom")
+    >>> ax.get_ylabel(), ax.figure.axes[-1].get_ylabel()
+    ('training loss', 'validation MAE (eV/atom)')
+    """
+    rows = list(history)
+    epochs = [row["epoch"] for row in rows]
+    ax = _axes(ax)
+    ax.plot(epochs, [row["train_loss"] for row in rows], color="C0", label="training loss")
+    ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    handles = ax.get_lines()
+    if all(score in row for row in rows):
+        right = ax.twinx()
+        errors = -np.array([row[score] for row in rows])
+        handles += right.plot(epochs, errors, color="C1", label=error_label)
+        best = int(np.argmin(errors))
+        handles += right.plot(epochs[best], errors[best], "o", color="C1", mfc="none", ms=9,
+                              label=f"best epoch ({epochs[best]})")
+        right.set_ylabel(f"{error_label}{f' ({unit})' if unit else ''}")
+    ax.legend(handles=handles, loc="upper right")
     return ax
 
 

@@ -101,8 +101,9 @@ _OPTIONS = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "task")
 
 def _numpy_scalar_globals() -> list:
     """What numpy scalars (e.g. a score saved as ``np.float64``) need to unpickle, and nothing more."""
-    core = getattr(np, "_core", None) or np.core
-    return [(core.multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype, type(np.dtype(np.float64))]
+    from numpy._core.multiarray import scalar  # numpy 1.26 has the module, not the attribute path
+
+    return [(scalar, "numpy.core.multiarray.scalar"), np.dtype, type(np.dtype(np.float64))]
 
 
 def read_checkpoint(path) -> dict:

@@ -31,13 +31,14 @@ def original_layout(tmp_path, crystals):
 
 
 def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, capsys):
-    model = tmp_path / "out" / "model.skcgcnn"
-    assert main(["fit", str(original_layout), "-o", str(model), *TRAIN]) == 0
+    run = tmp_path / "out" / "run"
+    assert main(["fit", str(original_layout), "-o", str(run), *TRAIN]) == 0
     out = capsys.readouterr().out
     assert "40 crystals: 32 for training, 4 for validation, 4 for testing" in out
     metrics = json.loads(out[out.index("{"): out.rindex("}") + 1])
     assert set(metrics["test"]) == {"mae", "r2"} and metrics["test"]["mae"] > 0
-    assert model.is_file() and (tmp_path / "out" / "model_parity.png").is_file()
+    model = run / "model.skcgcnn"
+    assert model.is_file() and (run / "parity.png").is_file()
 
     single = original_layout / "id3.cif"
     predictions = tmp_path / "pred.csv"
@@ -53,15 +54,15 @@ def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, caps
 
     assert main(["predict", str(model), str(single), "-o", str(predictions)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
-    assert main(["fit", str(original_layout), "-o", str(model), *TRAIN]) == 2
+    assert main(["fit", str(original_layout), "-o", str(run), *TRAIN]) == 2
+    assert "holds a run; pass --force to replace it, or --resume to continue it" in capsys.readouterr().err
     assert not list(tmp_path.glob("**/.*.tmp"))
 
 
 def test_fit_takes_the_neighbour_rule(tmp_path, original_layout):
-    model = tmp_path / "model.skcgcnn"
-    assert main(["fit", str(original_layout), "-o", str(model), "--nbr-rule", "first", "--tie-tol", "0.01",
-                 *TRAIN]) == 0
-    settings = load_model(model)[-1].graph_settings_
+    assert main(["fit", str(original_layout), "-o", str(tmp_path / "run"), "--nbr-rule", "first", "--tie-tol",
+                 "0.01", *TRAIN]) == 0
+    settings = load_model(tmp_path / "run" / "model.skcgcnn")[-1].graph_settings_
     assert (settings.nbr_rule, settings.tie_tol) == ("first", 0.01)
 
 
@@ -71,9 +72,11 @@ def test_classification_from_csv_with_text_labels(tmp_path, crystals):
                           "kind": np.where(y < np.median(y), "deep", "shallow")})
     data = tmp_path / "data.csv"
     frame.to_csv(data, index=False)
-    model = tmp_path / "clf.skcgcnn"
-    assert main(["fit", str(data), "--target", "kind", "-o", str(model), *TRAIN]) == 0
-    assert (tmp_path / "clf_roc.png").is_file()
+    assert main(["fit", str(data), "--target", "kind", "-o", str(tmp_path / "run"), *TRAIN]) == 0
+    model = tmp_path / "run" / "model.skcgcnn"
+    assert (tmp_path / "run" / "roc.png").is_file()
+    tested = pd.read_csv(tmp_path / "run" / "test_predictions.csv")
+    assert list(tested.columns) == ["id", "target", "prediction", "proba_deep", "proba_shallow"]
     predictions = tmp_path / "pred.csv"
     assert main(["predict", str(model), str(data), "-o", str(predictions)]) == 0
     table = pd.read_csv(predictions)
@@ -97,17 +100,20 @@ def test_tune_with_a_journal_storage_resumes(tmp_path, original_layout, capsys):
 
 def test_a_bad_cif_names_its_path(tmp_path, original_layout, capsys):
     (original_layout / "id7.cif").write_text("data_broken\n_cell_length_a 1\n")
-    assert main(["fit", str(original_layout), "-o", str(tmp_path / "m.joblib"), *TRAIN]) == 2
+    assert main(["fit", str(original_layout), "-o", str(tmp_path / "run"), *TRAIN]) == 2
     err = capsys.readouterr().err
     assert "id7.cif" in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # a run that trained nothing leaves no folder that blocks a retry
 
 
 def test_errors_exit_with_status_2(tmp_path, capsys):
-    assert main(["fit", str(tmp_path / "missing.csv"), "--target", "y"]) == 2
+    run = ["-o", str(tmp_path / "run")]
+    assert main(["fit", str(tmp_path / "missing.csv"), "--target", "y", *run]) == 2
     assert "neither a folder" in capsys.readouterr().err
     (tmp_path / "d.csv").write_text("id,cif\n1,x\n")
-    assert main(["fit", str(tmp_path / "d.csv")]) == 2
+    assert main(["fit", str(tmp_path / "d.csv"), *run]) == 2
     assert "--target is required" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_demo_runs_a_small_fit(capsys):
@@ -123,7 +129,7 @@ def test_fit_on_a_matbench_file(tmp_path, crystals, capsys):
                "data": [[s.as_dict(), float(v)] for s, v in zip(structures, y)]}
     with gzip.open(tmp_path / "task.json.gz", "wt") as handle:
         json.dump(payload, handle)
-    assert main(["fit", str(tmp_path / "task.json.gz"), "-o", str(tmp_path / "m.joblib"), *TRAIN]) == 0
+    assert main(["fit", str(tmp_path / "task.json.gz"), "-o", str(tmp_path / "run"), *TRAIN]) == 0
     assert "40 crystals: 32 for training" in capsys.readouterr().out
 
 
@@ -138,8 +144,8 @@ class _Hostile:
 
 
 def test_predict_refuses_pickles_unless_trusted(tmp_path, original_layout, capsys):
-    trusted = tmp_path / "mine.joblib"
-    assert main(["fit", str(original_layout), "-o", str(trusted), *TRAIN]) == 0
+    assert main(["fit", str(original_layout), "-o", str(tmp_path / "run"), "--format", "joblib", *TRAIN]) == 0
+    trusted = tmp_path / "run" / "model.joblib"
     hostile = tmp_path / "shared.joblib"
     joblib.dump(_Hostile(tmp_path / "marker"), hostile)
     out = tmp_path / "p.csv"

@@ -59,13 +59,30 @@ def test_contributions_need_linear_pooling_and_a_fit(ionic):
         mean_pooled.predict_contributions(X[:2])
 
 
-def test_plot_parity_draws_histogram_diagonal_and_mae():
+def test_plot_parity_shows_every_crystal_the_diagonal_and_the_scores():
     rng = np.random.default_rng(0)
     y = rng.normal(size=500)
+    pred = y + 0.1
+    pred[7] = 16.0  # one outlier far from the rest
     fig, ax = plt.subplots()
-    assert plot_parity(y, y + 0.1, ax=ax, unit="eV/atom") is ax
-    assert ax.get_legend().get_texts()[0].get_text() == "CGCNN, MAE = 0.1 eV/atom"
-    assert len(ax.collections) == 1 and len(ax.lines) == 1
+    assert plot_parity(y, pred, ax=ax, unit="eV/atom") is ax
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["CGCNN", "y = x"]
+    mae = np.mean(np.abs(y - pred))
+    assert ax.get_legend().get_title().get_text().startswith(f"MAE = {mae:.3g} eV/atom\nR² = ")
+    points = ax.collections[0].get_offsets()
+    assert len(points) == 500 and ax.get_ylim()[1] > 16.0
+    assert ax.get_xlabel() == "reference (eV/atom)"
+
+    big = rng.normal(size=5000)
+    big_pred = big + rng.normal(scale=0.1, size=5000)
+    big_pred[0] = 9.0
+    fig, ax = plt.subplots()
+    plot_parity(big, big_pred, ax=ax)
+    counts = ax.collections[0].get_array()
+    image_norm = ax.collections[0].norm
+    assert image_norm.vmin == 1 and counts.min() == 1  # a bin of one crystal is at the bottom of the scale,
+    assert ax.collections[0].get_cmap()(0.0)[:3] != (1.0, 1.0, 1.0)  # drawn in a colour, not white
+    assert fig.axes[1].get_ylabel() == "crystals per bin"
     with pytest.raises(ValueError, match="500 values but y_pred has 3"):
         plot_parity(y, [1, 2, 3])
     plt.close("all")

@@ -1,0 +1,253 @@
+"""Training runs that never lose work: the run folder, its checkpoints, and interruption by signals.
+
+``skcgcnn fit`` writes everything it makes into one folder (:class:`RunFolder`):
+the record of the run (``run.json``: arguments, package versions, split,
+status, metrics), a log, the split, a checkpoint after every epoch, the best
+model so far, and at the end the model, the test predictions and the
+figures. A run stopped by Ctrl-C or SIGTERM keeps its last checkpoint and
+resumes from it (``skcgcnn fit --resume FOLDER``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import warnings
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping
+
+from .files import MODEL_SUFFIX, atomic_path
+
+__all__ = ["RunFolder", "AtomicCheckpoint", "ResumableEarlyStopping", "SaveBestModel", "Tee", "stop_on_signals",
+           "exit_status"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunFolder:
+    """The folder of one training run and the names of what it holds.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Attributes
+    ----------
+    record : dict
+        The content of ``run.json``.
+    """
+
+    RECORD = "run.json"
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.record: dict = {}
+
+    @classmethod
+    def create(cls, path, force: bool = False) -> RunFolder:
+        """Claim a new run folder, checking before any work that it can be written.
+
+        The folder is created with one ``mkdir``, so of two runs started with
+        the same folder only one gets it. An existing run folder (one with a
+        ``run.json``) or an empty folder is replaced only with ``force``; any
+        other existing path is refused.
+
+        Raises
+        ------
+        ValueError
+            If the folder exists (without ``force``), is a file or a folder
+            that is not a run's, or cannot be written.
+        """
+        path = Path(path)
+        if path.suffix in (MODEL_SUFFIX, ".joblib", ".pkl", ".pickle"):
+            raise ValueError(f"-o {path}: the output of 'skcgcnn fit' is a run folder, not a model file; the model is "
+                             f"written into it as model{MODEL_SUFFIX}")
+        if path.is_file():
+            raise ValueError(f"{path} is a file; the output of 'skcgcnn fit' is a run folder")
+        if path.is_dir():
+            is_run = (path / cls.RECORD).is_file()
+            if not force or not (is_run or not any(path.iterdir())):
+                what = "holds a run" if is_run else "exists and is not a run folder"
+                hint = "; pass --force to replace it, or --resume to continue it" if is_run else ""
+                raise ValueError(f"{path} {what}{hint}")
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise ValueError(f"{path} was created by another process meanwhile") from None
+        except OSError as exc:
+            raise ValueError(f"cannot create the run folder {path}: {exc.strerror}") from None
+        folder = cls(path)
+        folder.check_writable()
+        return folder
+
+    @classmethod
+    def open(cls, path) -> RunFolder:
+        """An existing run folder, to resume it."""
+        folder = cls(path)
+        record = folder.path / cls.RECORD
+        if not record.is_file():
+            raise ValueError(f"{folder.path} is not a run folder of 'skcgcnn fit' (it has no {cls.RECORD})")
+        try:
+            folder.record = json.loads(record.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"{record} is damaged: not JSON") from None
+        folder.check_writable()
+        return folder
+
+    def check_writable(self) -> None:
+        try:
+            with tempfile.TemporaryFile(dir=self.path):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot write into {self.path}: {exc.strerror}") from None
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    def update(self, **fields) -> None:
+        """Merge ``fields`` into the record and rewrite ``run.json`` whole."""
+        now = _now()
+        self.record.setdefault("started", now)
+        self.record.update(fields, updated=now)
+        with atomic_path(self.path / self.RECORD) as tmp:
+            tmp.write_text(json.dumps(self.record, indent=2, default=str) + "\n")
+
+    def epochs_done(self) -> int:
+        """Epochs in the last checkpoint (0 if there is none)."""
+        history = self.checkpoint_dir / "history.json"
+        if not history.is_file():
+            return 0
+        try:
+            return len(json.loads(history.read_text()))
+        except ValueError:
+            raise ValueError(f"{history} is damaged: not JSON") from None
+
+
+class AtomicCheckpoint(Checkpoint):
+    """skorch's :class:`~skorch.callbacks.Checkpoint` whose files are replaced whole.
+
+    A process killed while saving leaves the previous files intact, and a file
+    that cannot be written gives a warning instead of skorch's silence.
+    """
+
+    def _save_params(self, f, net, f_name, log_name):
+        try:
+            with atomic_path(f) as tmp:
+                net.save_params(**{f_name: str(tmp)})
+        except OSError as exc:
+            warnings.warn(f"could not save the {log_name} to {f}: {exc}", RuntimeWarning, stacklevel=2)
+
+
+class ResumableEarlyStopping(EarlyStopping):
+    """skorch's :class:`~skorch.callbacks.EarlyStopping`, counting epochs without improvement across a resume.
+
+    When training continues from a checkpoint, the count is rebuilt from the
+    history, so a resumed run stops where an uninterrupted one would.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        for score in net.history[:, self.monitor] if net.history else []:
+            if self._is_score_improved(score):
+                self.misses_, self.dynamic_threshold_ = 0, self._calc_new_threshold(score)
+            else:
+                self.misses_ += 1
+
+
+class SaveBestModel(Callback):
+    """Write the model as a skcgcnn model file whenever the monitored score improves.
+
+    Parameters
+    ----------
+    path : path-like
+        The file, rewritten whole each time.
+    transformer : CrystalGraphTransformer
+        Saved with the network as a pipeline, so the file predicts from
+        structures.
+    monitor : str, default="held_out_score_best"
+        A boolean history key.
+    """
+
+    def __init__(self, path, transformer, monitor: str = "held_out_score_best"):
+        self.path = path
+        self.transformer = transformer
+        self.monitor = monitor
+
+    def on_epoch_end(self, net, **kwargs):
+        from sklearn.pipeline import Pipeline
+
+        from .persistence import save_model
+
+        if net.history[-1, self.monitor]:
+            save_model(Pipeline([("graph", self.transformer), ("cgcnn", net)]), self.path, force=True)
+
+
+@contextmanager
+def stop_on_signals():
+    """Turn SIGINT and SIGTERM into ``KeyboardInterrupt`` and record which arrived.
+
+    Yields
+    ------
+    list of int
+        The signal numbers received, in order (empty if none). Outside the
+        main thread no handler can be installed and the list stays empty.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Tee:
+    """A text stream that writes to ``stream`` and to a log file, without colour codes where they do not belong."""
+
+    def __init__(self, stream, log):
+        self.stream = stream
+        self.log = log
+        self.colour = getattr(stream, "isatty", lambda: False)()
+
+    def write(self, text: str) -> int:
+        plain = _ANSI.sub("", text)
+        self.stream.write(text if self.colour else plain)
+        self.log.write(plain)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:
+        return self.colour
+
+
+def exit_status(signum: int) -> int:
+    """The shell's status for a process ended by ``signum`` (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + signum

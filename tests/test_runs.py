@@ -1,0 +1,215 @@
+"""Fit runs that never lose work: the run folder, interruption, resume, fixed splits, outputs checked first."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from skorch.callbacks import Callback, EarlyStopping
+
+from skcgcnn import CGCNNRegressor
+from skcgcnn import cli
+from skcgcnn.callbacks import TimeBudget
+from skcgcnn.cli import main
+from skcgcnn.datasets import make_ionic_crystals
+from skcgcnn.files import atomic_path, remove_stale_temporaries
+from skcgcnn.persistence import load_model
+
+SMALL = ["--batch-size", "16", "--atom-fea-len", "16", "--h-fea-len", "16"]
+
+
+@pytest.fixture(scope="module")
+def crystals():
+    return make_ionic_crystals(60, random_state=3)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, crystals):
+    folder = tmp_path_factory.mktemp("runs") / "data"
+    folder.mkdir()
+    structures, y = crystals
+    for i, s in enumerate(structures):
+        s.to(filename=str(folder / f"mp-{i}.cif"))
+    (folder / "id_prop.csv").write_text("".join(f"mp-{i},{v}\n" for i, v in enumerate(y)))
+    return folder
+
+
+def test_a_fit_run_folder_holds_what_reproduces_and_audits_it(tmp_path, data, crystals):
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "-o", str(run), "--epochs", "3", *SMALL]) == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"model.skcgcnn", "run.json", "log.txt", "split.csv", "test_predictions.csv", "parity.png",
+            "learning_curve.png", "checkpoint"} <= names
+    assert "best.skcgcnn" not in names  # the final model is the best epoch's; no second copy stays
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "complete" and record["epochs_done"] == 3
+    assert record["arguments"]["epochs"] == 3 and record["arguments"]["data"] == str(data.resolve())
+    assert {"skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen"} <= set(record["versions"])
+    split = pd.read_csv(run / "split.csv")
+    assert split.set.value_counts().to_dict() == {"train": 48, "val": 6, "test": 6}
+    tested = pd.read_csv(run / "test_predictions.csv")
+    assert list(tested.columns) == ["id", "target", "prediction"]
+    assert sorted(tested.id) == sorted(split.id[split.set == "test"])
+    structures, y = crystals
+    rows = [int(i.split("-")[1]) for i in tested.id]
+    np.testing.assert_allclose(tested.target, y[rows])
+    model = load_model(run / "model.skcgcnn")
+    np.testing.assert_allclose(tested.prediction, model.predict([structures[i] for i in rows]), rtol=1e-5)
+    log = (run / "log.txt").read_text()
+    assert "60 crystals: 48 for training" in log and "\x1b[" not in log
+
+
+class _SignalAt(Callback):
+    """Sends this process a signal at the end of an epoch, as a user or a batch scheduler would."""
+
+    def __init__(self, epoch, signum):
+        self.epoch = epoch
+        self.signum = signum
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, data, crystals, monkeypatch, capsys,
+                                                                signum, status):
+    args = [str(data), "--epochs", "8", "--patience", "3", *SMALL]
+    assert main(["fit", *args, "-o", str(tmp_path / "whole")]) == 0
+    whole = load_model(tmp_path / "whole" / "model.skcgcnn")
+
+    callbacks = cli._fit_callbacks
+    monkeypatch.setattr(cli, "_fit_callbacks", lambda *a: [*callbacks(*a), ("signal", _SignalAt(3, signum))])
+    cut = tmp_path / "cut"
+    capsys.readouterr()
+    assert main(["fit", *args, "-o", str(cut)]) == status
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("skcgcnn: interrupted; the checkpoint of epoch 3 of 8")
+    assert f"skcgcnn fit --resume {cut}" in err[-1]
+    assert json.loads((cut / "run.json").read_text())["status"] == "interrupted"
+    assert not (cut / "model.skcgcnn").exists() and (cut / "best.skcgcnn").is_file()
+    assert not list(cut.glob("**/.*.tmp"))
+    monkeypatch.setattr(cli, "_fit_callbacks", callbacks)
+
+    assert main(["fit", "--resume", str(cut)]) == 0
+    assert "resuming from the checkpoint of epoch 3 of 8" in capsys.readouterr().out
+    resumed = load_model(cut / "model.skcgcnn")
+    structures, _ = crystals
+    np.testing.assert_allclose(resumed.predict(structures), whole.predict(structures), rtol=1e-6, atol=1e-6)
+    records = [json.loads((tmp_path / name / "run.json").read_text()) for name in ("whole", "cut")]
+    assert records[0]["epochs_done"] == records[1]["epochs_done"]  # early stopping counted across the resume
+    assert records[1]["status"] == "complete" and records[1]["resumed_at_epoch"] == 3
+    assert main(["fit", "--resume", str(cut)]) == 2
+    assert "the run is complete" in capsys.readouterr().err
+
+
+def test_sigterm_from_outside_exits_143_and_the_run_resumes(tmp_path, data):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "skcgcnn", "fit", str(data), "-o", str(run), "--epochs", "400", *SMALL]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    history = run / "checkpoint" / "history.json"
+    deadline = time.monotonic() + 120
+    while not history.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Continue with: skcgcnn fit --resume" in err and "Traceback" not in err
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["epochs_done"] >= 1
+    assert not (run / "model.skcgcnn").exists() and not list(run.glob("**/.*.tmp"))
+
+
+def test_a_fixed_split_from_a_file_or_from_separate_folders(tmp_path, data, crystals, capsys):
+    ids = [f"mp-{i}" for i in range(60)]
+    sets = ["train"] * 40 + ["val"] * 8 + ["test"] * 12
+    split = tmp_path / "split.csv"
+    pd.DataFrame({"id": ids, "set": sets}).to_csv(split, index=False)
+    assert main(["fit", str(data), "--split", str(split), "-o", str(tmp_path / "a"), "--epochs", "1", *SMALL]) == 0
+    assert "60 crystals: 40 for training, 8 for validation, 12 for testing" in capsys.readouterr().out
+    written = pd.read_csv(tmp_path / "a" / "split.csv")
+    assert list(written.set) == sets
+
+    test_folder = tmp_path / "test"
+    test_folder.mkdir()
+    structures, y = crystals
+    for i in range(5):
+        structures[i].to(filename=str(test_folder / f"t-{i}.cif"))
+    (test_folder / "id_prop.csv").write_text("".join(f"t-{i},{y[i]}\n" for i in range(5)))
+    assert main(["fit", str(data), "--test-data", str(test_folder), "-o", str(tmp_path / "b"), "--epochs", "1",
+                 *SMALL]) == 0
+    tested = pd.read_csv(tmp_path / "b" / "test_predictions.csv")
+    assert sorted(tested.id) == [f"t-{i}" for i in range(5)]
+
+    pd.DataFrame({"id": ids, "set": ["train"] * 59 + ["hold-out"]}).to_csv(split, index=False)
+    assert main(["fit", str(data), "--split", str(split), "-o", str(tmp_path / "c")]) == 2
+    assert "line 61: set 'hold-out' is not train, val or test" in capsys.readouterr().err
+    pd.DataFrame({"id": ids[:50], "set": ["train"] * 50}).to_csv(split, index=False)
+    assert main(["fit", str(data), "--split", str(split), "-o", str(tmp_path / "c")]) == 2
+    assert "10 ids of the data are not in the split file" in capsys.readouterr().err
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, data, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["fit", str(tmp_path / "no-such-data"), "-o", str(tmp_path / "file")]) == 2
+    assert "is a file; the output of 'skcgcnn fit' is a run folder" in capsys.readouterr().err
+    assert main(["fit", str(data), "-o", str(tmp_path / "m.skcgcnn")]) == 2
+    assert "a run folder, not a model file" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["fit", str(data), "-o", str(tmp_path / "mine"), "--force"]) == 2
+    assert "exists and is not a run folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert main(["predict", "band-gap", str(data), "-o", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    assert main(["fit", str(data), "--epochs", "0", "-o", str(tmp_path / "r")]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
+    assert main(["fit", str(data), "--val-size", "0", "--patience", "3", "-o", str(tmp_path / "r")]) == 2
+    assert "need a validation set" in capsys.readouterr().err
+
+
+def test_the_no_overwrite_promise_holds_at_the_final_rename(tmp_path):
+    target = tmp_path / "predictions.csv"
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, overwrite=False) as tmp:
+            tmp.write_text("mine")
+            target.write_text("another run's")  # appears while this one works
+    assert target.read_text() == "another run's" and not list(tmp_path.glob(".*.tmp"))
+    with atomic_path(target) as tmp:
+        tmp.write_text("forced")
+    assert target.read_text() == "forced"
+
+
+def test_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".model.skcgcnn.{dead.pid}.tmp"
+    live = tmp_path / f".model.skcgcnn.{os.getpid()}.tmp"
+    for path in (stale, live):
+        path.write_text("half")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert live.exists() and not stale.exists()
+
+
+class _Interrupt(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_fit_in_python_is_recorded_not_silent(ionic):
+    X, y = ionic
+    with pytest.warns(UserWarning, match="interrupted after 2 complete epoch"):
+        reg = CGCNNRegressor(max_epochs=5, callbacks=[_Interrupt()], random_state=0).fit(X[:30], y[:30])
+    assert reg.interrupted_ and len(reg.history) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for callback in (TimeBudget(0.0), EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)):
+            reg = CGCNNRegressor(max_epochs=5, callbacks=[callback], random_state=0).fit(X[:30], y[:30])
+            assert not reg.interrupted_ and len(reg.history) < 5
