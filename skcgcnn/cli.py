@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -19,7 +20,6 @@ from .files import MODEL_SUFFIX, atomic_path
 
 __all__ = ["main", "build_parser"]
 
-_STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar", ".xsf", ".cssr"}
 _PICKLE_SUFFIXES = {".joblib", ".pkl", ".pickle"}
 _OUTPUT_HELP = ("model file (default {}): the skcgcnn model format, safe to share; a .joblib or .pkl name writes "
                 "a pickle instead")
@@ -115,32 +115,64 @@ def _fingerprint(ids, y) -> str:
     return hashlib.sha256(json.dumps([list(ids), np.asarray(y).tolist()]).encode()).hexdigest()
 
 
+_STRUCTURE_FILE = re.compile(r"\.(cif|mcif|vasp|poscar|xsf|cssr|json|yaml|yml|res)(\.(gz|bz2|xz))?$", re.IGNORECASE)
+_COMPANIONS = {"id_prop.csv", "atom_init.json"}  # files of the original layout that are not structures
+
+
+def _is_structure_file(path: Path) -> bool:
+    return bool(_STRUCTURE_FILE.search(path.name)) or path.name.upper().startswith(("POSCAR", "CONTCAR", "VASPRUN"))
+
+
+def _material_id(path: Path) -> str:
+    """The id a structure file stands for: its name without the format's suffixes (``mp-10086.cif`` -> ``mp-10086``)."""
+    return _STRUCTURE_FILE.sub("", path.name) or path.name
+
+
+def _structure_files(folder: Path) -> list[Path]:
+    files, skipped = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name in _COMPANIONS or entry.name.startswith("."):
+            continue
+        (files if entry.is_file() and _is_structure_file(entry) else skipped).append(entry)
+    if not files:
+        raise ValueError(f"{folder} holds no structure files (*.cif, *.vasp, POSCAR*, *.json, ...)")
+    if skipped:
+        names = [p.name + ("/" if p.is_dir() else "") for p in skipped]
+        print(f"{folder}: skipped {len(skipped)} entries that are not structure files: {', '.join(names[:5])}"
+              + (", ..." if len(names) > 5 else ""))
+    return files
+
+
 def _prediction_inputs(paths, structure_column, id_column):
-    """Structures (or CIF text/paths) and ids from files, folders and CSV files, in the given order."""
+    """Structures (or CIF text/paths) and ids from files, folders and CSV files, in the given order.
+
+    A file's id is its name without the format's suffixes, the material id of the original layout; where
+    two files would share an id, every id is the file's path instead.
+    """
     from .datasets import load_csv
 
-    items, ids = [], []
+    items, ids, files = [], [], []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(
-                p for p in path.iterdir()
-                if p.suffix.lower() in _STRUCTURE_SUFFIXES or p.name.upper().startswith(("POSCAR", "CONTCAR"))
-            )
-            if not files:
-                raise ValueError(f"{path} holds no structure files (*.cif, *.vasp, POSCAR*, ...)")
-            items += files
-            ids += [str(p) for p in files]
+            found = _structure_files(path)
+            items += found
+            ids += [_material_id(p) for p in found]
+            files += found
         elif path.name.endswith((".csv", ".csv.gz")):
             texts, _, csv_ids = load_csv(path, target=None, structure_column=structure_column,
                                          id_column=id_column, parse=False)
             items += texts
             ids += csv_ids
+            files += [None] * len(texts)
         elif path.is_file():
             items.append(path)
-            ids.append(str(path))
+            ids.append(_material_id(path))
+            files.append(path)
         else:
             raise ValueError(f"{path} does not exist")
+    if len(set(ids)) < len(ids):
+        ids = [str(f) if f is not None else i for i, f in zip(ids, files)]
     return items, ids
 
 
@@ -247,6 +279,8 @@ def _fit(args: argparse.Namespace) -> int:
     import shutil
     from contextlib import redirect_stdout
 
+    from .estimators import check_device
+
     from .runs import RunFolder, Tee
 
     if args.resume:
@@ -265,6 +299,7 @@ def _fit(args: argparse.Namespace) -> int:
     else:
         if args.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+        check_device(args.device)
         for name in ("data", "val_data", "test_data", "split", "atom_features"):
             value = getattr(args, name)
             if value is not None and Path(value).exists():  # so that a resume works from any folder
@@ -445,28 +480,45 @@ def _figures(run, net, graphs, y, classification) -> list[Path]:
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
     from sklearn.base import is_classifier
+    from sklearn.pipeline import Pipeline
 
     output = _writable(args.output, args.force)
     model = _load_model(args.model, args.trust_pickle)
     items, ids = _prediction_inputs(args.inputs, args.structure_column, args.id_column)
     print(f"predicting {len(items)} structures")
+    net = model[-1] if isinstance(model, Pipeline) else model
+    graphs = model[:-1].transform(items) if isinstance(model, Pipeline) else net._as_graphs(items, fitting=False)
+    unseen = net.unseen_elements(graphs)
+    flagged = [i for i, symbols in enumerate(unseen) if symbols]
+    if flagged and args.strict:
+        first = flagged[0]
+        raise ValueError(
+            f"{len(flagged)} of {len(ids)} structures hold elements absent from the model's training data "
+            f"(e.g. {ids[first]}: {', '.join(unseen[first])}); without --strict they are predicted and flagged"
+        )
     table = pd.DataFrame({"id": ids})
-    if is_classifier(model):
-        proba = model.predict_proba(items)
-        classes = model.classes_
-        table["prediction"] = classes[proba.argmax(axis=1)]
-        for k, label in enumerate(classes):
-            table[f"proba_{label}"] = proba[:, k]
-    else:
-        pred = model.predict(items)
-        if pred.ndim == 1:
-            table["prediction"] = pred
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*absent from the training data", UserWarning)  # reported below
+        if is_classifier(net):
+            proba = net.predict_proba(graphs)
+            table["prediction"] = net.classes_[proba.argmax(axis=1)]
+            for k, label in enumerate(net.classes_):
+                table[f"proba_{label}"] = proba[:, k]
         else:
-            for k in range(pred.shape[1]):
-                table[f"prediction_{k}"] = pred[:, k]
+            pred = net.predict(graphs)
+            if pred.ndim == 1:
+                table["prediction"] = pred
+            else:
+                for k in range(pred.shape[1]):
+                    table[f"prediction_{k}"] = pred[:, k]
+    if hasattr(net, "elements_"):
+        table["unseen_elements"] = [" ".join(symbols) for symbols in unseen]
     with _output(output, args.force) as tmp:
         table.to_csv(tmp, index=False)
     print(f"predictions written to {output}")
+    if flagged:
+        print(f"warning: {len(flagged)} of {len(ids)} structures hold elements absent from the model's training "
+              "data; their predictions are extrapolations (column unseen_elements)", file=sys.stderr)
     return 0
 
 
@@ -502,6 +554,10 @@ def _models(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from sklearn.pipeline import Pipeline
+
+    from .estimators import check_device
+
+    check_device(args.device)
 
     from .graphs import CrystalGraphTransformer
     from .tuning import default_search_space, tune
@@ -655,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--id-column", default="id")
     predict.add_argument("-o", "--output", default="predictions.csv")
     predict.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    predict.add_argument("--strict", action="store_true",
+                         help="refuse structures with elements the model never saw in training, instead of "
+                              "predicting them and flagging them in the column unseen_elements")
     predict.set_defaults(func=_predict)
 
     models = sub.add_parser("models", help="list the released models that 'predict' takes by name")

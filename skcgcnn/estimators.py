@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from contextlib import contextmanager
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -11,6 +13,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions, validate_parameter_constraints
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
@@ -29,8 +32,50 @@ __all__ = ["CGCNNRegressor", "CGCNNClassifier", "OPTIMIZERS"]
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
+def check_device(device) -> None:
+    """Refuse a CUDA device that this PyTorch cannot use, in one line, before any work."""
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={str(device)!r}, but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
+            "use device='cpu' or install a CUDA build of PyTorch"
+        )
+
+
+def _parameter_constraints() -> dict:
+    """What each parameter may be, checked at ``fit`` with scikit-learn's validation and messages."""
+    positive = Interval(Integral, 1, None, closed="left")
+    return {
+        "atom_fea_len": [positive],
+        "n_conv": [positive],
+        "h_fea_len": [positive],
+        "n_h": [positive],
+        "pooling": [StrOptions({"mean", "sum", "max", "linear"})],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "featurizer": [CrystalGraphTransformer, None],
+        "random_state": ["random_state"],
+        "precision": [StrOptions({"float32", "bfloat16"})],
+        "pretrained": [str, os.PathLike, None],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [positive],
+        "batch_size": [positive, Options(Integral, {-1})],
+        "device": [str, torch.device, None],
+    }
+
+
 class _CGCNNMixin:
     """Behaviour shared by the regressor and the classifier (first in the MRO)."""
+
+    def _check_params(self, fit_params: dict) -> None:
+        constraints = _parameter_constraints()
+        params = self.get_params(deep=False)
+        validate_parameter_constraints(constraints, {k: params[k] for k in constraints}, type(self).__name__)
+        check_device(self.device)
+        if "sample_weight" in fit_params:
+            raise TypeError(
+                f"{type(self).__name__} does not take sample_weight: the loss weighs every crystal equally "
+                "(repeat a crystal to weigh it more)"
+            )
 
     @property
     def _default_callbacks(self):
@@ -60,6 +105,7 @@ class _CGCNNMixin:
         if fitting:
             graphs = X if isinstance(X, CrystalGraphs) else self._featurizer_for_training().transform(X)
             self.graph_settings_ = graphs.settings
+            self.elements_ = np.unique(graphs.atomic_numbers).astype(np.int64)
             return graphs
         if not getattr(self, "initialized_", False) or not hasattr(self, "graph_settings_"):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
@@ -187,11 +233,11 @@ class _CGCNNMixin:
         """Build the optimizer; ``optimizer`` may be a class or a key of :data:`OPTIMIZERS`."""
         optimizer = self.optimizer
         if isinstance(optimizer, str):
-            if optimizer.lower() not in OPTIMIZERS:
+            if optimizer not in OPTIMIZERS:
                 raise ValueError(
                     f"optimizer must be a torch optimizer class or one of {sorted(OPTIMIZERS)}, got {optimizer!r}"
                 )
-            optimizer = OPTIMIZERS[optimizer.lower()]
+            optimizer = OPTIMIZERS[optimizer]
         args, kwargs = self.get_params_for_optimizer("optimizer", self.get_all_learnable_params())
         self.optimizer_ = optimizer(*args, **kwargs)
         return self
@@ -275,6 +321,7 @@ class _CGCNNMixin:
         return self._train(X, y, fit_params)
 
     def _train(self, X, y, fit_params):
+        self._check_params(fit_params)
         first = not self.initialized_
         graphs = self._as_graphs(X, fitting=first)
         targets = self._encode_targets(y, len(graphs), first)
@@ -304,7 +351,56 @@ class _CGCNNMixin:
         with self.autocast():
             return self.module_(**x.to(self.device, non_blocking=True), **fit_params)
 
+    def unseen_elements(self, X) -> list[list[str]]:
+        """The elements of each input that the training data did not hold (its domain of applicability).
+
+        Parameters
+        ----------
+        X : CrystalGraphs or sequence of structures
+
+        Returns
+        -------
+        list of list of str
+            Per input, the symbols of elements absent from the training
+            crystals (empty where all were seen; empty for every input of a
+            model that did not record its training elements, such as an
+            imported checkpoint).
+
+        Examples
+        --------
+        >>> from pymatgen.core import Lattice, Structure
+        >>> from skcgcnn.datasets import make_ionic_crystals
+        >>> X, y = make_ionic_crystals(30, random_state=0)
+        >>> reg = CGCNNRegressor(max_epochs=1).fit(X, y)
+        >>> reg.unseen_elements([X[0], Structure(Lattice.cubic(5.5), ["Ne", "Cl"], [[0, 0, 0], [0.5] * 3])])
+        [[], ['Ne']]
+        """
+        return self._unseen(self._as_graphs(X, fitting=False))
+
+    def _unseen(self, graphs: CrystalGraphs) -> list[list[str]]:
+        from pymatgen.core import Element
+
+        out = [[] for _ in range(len(graphs))]
+        if not hasattr(self, "elements_"):
+            return out
+        atoms = np.flatnonzero(~np.isin(graphs.atomic_numbers, self.elements_))
+        crystal_of_atom = np.repeat(np.arange(len(graphs)), graphs.n_atoms)
+        for crystal, z in sorted({(int(crystal_of_atom[a]), int(graphs.atomic_numbers[a])) for a in atoms}):
+            out[crystal].append(Element.from_Z(z).symbol)
+        return out
+
     def _forward_numpy(self, graphs: CrystalGraphs) -> np.ndarray:
+        unseen = self._unseen(graphs)
+        flagged = [i for i, symbols in enumerate(unseen) if symbols]
+        if flagged:
+            symbols = sorted({s for i in flagged for s in unseen[i]})
+            warnings.warn(
+                f"{len(flagged)} of {len(graphs)} inputs hold elements absent from the training data "
+                f"({', '.join(symbols[:10])}{', ...' if len(symbols) > 10 else ''}): their predictions are "
+                "extrapolations; unseen_elements(X) lists them per input",
+                UserWarning,
+                stacklevel=3,
+            )
         return torch.cat(list(self.forward_iter(graphs, training=False))).float().cpu().numpy()
 
     def transform(self, X) -> np.ndarray:
@@ -406,6 +502,9 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
     y_mean_, y_scale_ : ndarray of shape (n_outputs,)
         Target standardisation.
     n_outputs_ : int
+    elements_ : ndarray of int
+        Atomic numbers present in the training crystals; ``predict`` warns
+        about inputs with others (:meth:`unseen_elements`).
     interrupted_ : bool
         True when the last ``fit`` or ``partial_fit`` was interrupted
         (Ctrl-C) before its epochs were done; a warning says so too. A stop
@@ -572,6 +671,8 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
     classes_ : ndarray
         The class labels, in the order of ``predict_proba`` columns.
     graph_settings_ : GraphSettings
+    elements_ : ndarray of int
+        As in :class:`CGCNNRegressor`.
     interrupted_ : bool
         As in :class:`CGCNNRegressor`.
 

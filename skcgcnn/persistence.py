@@ -2,8 +2,9 @@
 
 A model file holds what predicting needs and nothing else: the estimator's
 plain parameters, the graph settings with their atom feature table, the
-target scaling or the class labels, the network's weights, the package
-versions that wrote it and, for an imported checkpoint, where it came from.
+target scaling or the class labels, the elements seen in training, the
+network's weights, the package versions that wrote it and, for an imported
+checkpoint, where it came from.
 No training data, no optimizer state, no callbacks. It is written with
 ``torch.save`` and read with ``torch.load(weights_only=True)``, which
 accepts tensors, numbers, strings and containers of them only: a file that
@@ -105,6 +106,8 @@ def _estimator_record(estimator) -> dict:
                             "ndim": int(estimator.y_ndim_)}
     if hasattr(estimator, "checkpoint_"):
         record["checkpoint"] = estimator.checkpoint_
+    if hasattr(estimator, "elements_"):
+        record["elements"] = torch.from_numpy(np.asarray(estimator.elements_, dtype=np.int64))
     return record
 
 
@@ -225,6 +228,8 @@ def _estimator_from(record: dict, path: Path):
         estimator.n_outputs_, estimator.y_ndim_ = len(estimator.y_mean_), target["ndim"]
     if "checkpoint" in record:
         estimator.checkpoint_ = record["checkpoint"]
+    if "elements" in record:
+        estimator.elements_ = record["elements"].numpy()
     # The weights are the file's: the network is built without reading the checkpoint it started from.
     estimator.initialize()
     estimator.pretrained = pretrained

@@ -1,14 +1,15 @@
-"""Coerce user inputs (Structure, ASE Atoms, CIF path, CIF text) to pymatgen structures."""
+"""Coerce user inputs (Structure, ASE Atoms, structure files, CIF/POSCAR/JSON text) to pymatgen structures."""
 
 from __future__ import annotations
 
+import gzip
 import warnings
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from joblib import Parallel, delayed
-from pymatgen.core import Structure
+from pymatgen.core import IStructure, Structure
 from tqdm.auto import tqdm
 
 __all__ = ["as_structure", "as_input_list", "as_structure_list"]
@@ -20,36 +21,80 @@ def _describe(position: int, path: Path | None) -> str:
     return f"input {position}" + (f" ({path})" if path is not None else "")
 
 
+def _data_blocks(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.lstrip().lower().startswith("data_"))
+
+
+def _from_text(text: str, fmt: str, where: str) -> Structure:
+    if fmt == "cif" and _data_blocks(text) > 1:
+        raise ValueError(
+            f"{where}: the CIF holds {_data_blocks(text)} structures (data blocks); give one structure per input, "
+            "e.g. CifParser(...).parse_structures() from pymatgen.io.cif splits them"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Structure.from_str(text, fmt=fmt)
+    except Exception as exc:
+        raise ValueError(f"{where}: {fmt.upper()} text could not be parsed ({type(exc).__name__}: {exc})") from None
+
+
+def _text_format(text: str) -> str | None:
+    """The format of structure text (CIF, pymatgen JSON, POSCAR), or None for what may be a path."""
+    if any(marker in text for marker in _CIF_MARKERS):
+        return "cif"
+    if text.lstrip().startswith("{"):
+        return "json"
+    if text.count("\n") >= 7:  # a file name has no line breaks; POSCAR has at least 8 lines
+        return "poscar"
+    return None
+
+
+def _read_file(path: Path, position: int) -> Structure:
+    where = f"input {position} ({path})"
+    name = path.name.lower()
+    if name.endswith((".cif", ".cif.gz", ".mcif")):
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            return _from_text(handle.read(), "cif", where)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Structure.from_file(path)
+    except Exception as exc:
+        raise ValueError(f"{where}: could not be parsed ({type(exc).__name__}: {exc})") from None
+
+
+def _from_ase(atoms, position: int) -> Structure:
+    if atoms.cell.rank < 3:
+        raise ValueError(
+            f"input {position}: the ASE Atoms ({atoms.get_chemical_formula()}) has no three-dimensional cell; "
+            "a crystal needs one (set atoms.cell, e.g. with atoms.set_cell)"
+        )
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
 def _read(obj: Any, position: int) -> tuple[Structure, Path | None]:
-    if isinstance(obj, Structure):
+    if isinstance(obj, IStructure):
         return obj, None
     if type(obj).__name__ == "Atoms" and type(obj).__module__.startswith("ase"):
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        return AseAtomsAdaptor.get_structure(obj), None
+        return _from_ase(obj, position), None
     if isinstance(obj, (str, PathLike)):
-        text = obj if isinstance(obj, str) else None
-        if text is not None and any(marker in text for marker in _CIF_MARKERS):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return Structure.from_str(text, fmt="cif"), None
-            except Exception as exc:
-                raise ValueError(f"input {position}: CIF text could not be parsed ({exc})") from None
+        fmt = _text_format(obj) if isinstance(obj, str) else None
+        if fmt is not None:
+            return _from_text(obj, fmt, f"input {position}"), None
         path = Path(obj)
         if not path.is_file():
             raise ValueError(
-                f"input {position}: {str(obj)[:80]!r} is neither an existing file nor CIF text"
+                f"input {position}: {str(obj)[:80]!r} is neither an existing file nor structure text "
+                "(CIF, POSCAR or pymatgen JSON)"
             )
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return Structure.from_file(path), path
-        except Exception as exc:
-            raise ValueError(f"input {position} ({path}): could not be parsed ({exc})") from None
+        return _read_file(path, position), path
     raise TypeError(
-        f"input {position}: expected a pymatgen Structure, an ASE Atoms, a CIF path or CIF text, "
-        f"got {type(obj).__name__}"
+        f"input {position}: expected a pymatgen Structure, an ASE Atoms, a structure file's path or "
+        f"structure text (CIF, POSCAR, JSON), got {type(obj).__name__}"
     )
 
 
@@ -58,9 +103,10 @@ def as_structure(obj: Any, position: int = 0) -> Structure:
 
     Parameters
     ----------
-    obj : Structure, ase.Atoms, str or path-like
+    obj : Structure, IStructure, ase.Atoms, str or path-like
         A structure, a path to a file pymatgen can read (CIF, POSCAR, ...), or
-        CIF text.
+        structure text: CIF, POSCAR or pymatgen JSON. A CIF with several data
+        blocks is refused rather than read in part.
     position : int, default=0
         Position of ``obj`` in the caller's input, used in error messages.
 

@@ -35,7 +35,7 @@ def test_unparsable_cif_text():
 
 
 def test_missing_file():
-    with pytest.raises(ValueError, match="input 0: .*neither an existing file nor CIF text"):
+    with pytest.raises(ValueError, match="input 0: .*neither an existing file nor structure text"):
         transform(["/nonexistent/file.cif"])
 
 

@@ -43,14 +43,18 @@ def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, caps
     single = original_layout / "id3.cif"
     predictions = tmp_path / "pred.csv"
     assert main(["predict", str(model), str(single), str(original_layout), "-o", str(predictions)]) == 0
-    table = pd.read_csv(predictions)
-    assert list(table.columns) == ["id", "prediction"]
-    assert len(table) == 41 and table.id[0] == str(single)
+    table = pd.read_csv(predictions, keep_default_na=False)
+    assert list(table.columns) == ["id", "prediction", "unseen_elements"]
+    assert len(table) == 41 and (table.unseen_elements == "").all()
+    # id3 is given twice (alone and in the folder), so the ids fall back to the paths
+    assert table.id[0] == str(single)
     assert table.prediction.iloc[0] == pytest.approx(table.set_index("id").prediction[str(single)])
     folder_rows = table.iloc[1:].set_index("id").prediction
     files = [original_layout / f"id{i}.cif" for i in range(40)]
     expected = load_model(model).predict(files)
     np.testing.assert_allclose([folder_rows[str(f)] for f in files], expected, rtol=1e-5)
+    assert main(["predict", str(model), str(original_layout), "-o", str(predictions), "--force"]) == 0
+    assert sorted(pd.read_csv(predictions).id) == sorted(f"id{i}" for i in range(40))  # the ids of id_prop.csv
 
     assert main(["predict", str(model), str(single), "-o", str(predictions)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
@@ -80,7 +84,7 @@ def test_classification_from_csv_with_text_labels(tmp_path, crystals):
     predictions = tmp_path / "pred.csv"
     assert main(["predict", str(model), str(data), "-o", str(predictions)]) == 0
     table = pd.read_csv(predictions)
-    assert list(table.columns) == ["id", "prediction", "proba_deep", "proba_shallow"]
+    assert list(table.columns) == ["id", "prediction", "proba_deep", "proba_shallow", "unseen_elements"]
     assert list(table.id) == list(frame.id)
     np.testing.assert_allclose(table.proba_deep + table.proba_shallow, 1.0, rtol=1e-5)
 

@@ -240,5 +240,5 @@ def test_bfloat16_precision_learns_and_stays_close_to_float32(split):
     assert mean_absolute_error(yt, mixed.predict(Xt)) < 0.5 * dummy
     assert np.isfinite(mixed.predict(Xt)).all()
     assert not np.array_equal(mixed.predict(Xt), full.predict(Xt))
-    with pytest.raises(ValueError, match="precision must be"):
+    with pytest.raises(ValueError, match="The .precision. parameter of CGCNNRegressor must be a str among"):
         CGCNNRegressor(max_epochs=1, precision="float16", **SMALL).fit(X, y)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
+import re
 from os import PathLike
 from pathlib import Path
 
@@ -20,6 +22,27 @@ __all__ = ["load_cgcnn_dir", "load_csv", "load_matbench"]
 def _target_array(values: list[list[float]]) -> np.ndarray:
     y = np.asarray(values, dtype=np.float64)
     return y[:, 0] if y.shape[1] == 1 else y
+
+
+class _text:
+    """A UTF-8 text file (a byte-order mark, as Excel writes, is skipped); other encodings named in the error."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        raw = self.path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{self.path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                "save it as UTF-8"
+            ) from None
+        return io.StringIO(text, newline="")
+
+    def __exit__(self, *exc):
+        return False
 
 
 def load_cgcnn_dir(
@@ -79,7 +102,7 @@ def load_cgcnn_dir(
     if not table.is_file():
         raise FileNotFoundError(f"{folder} has no id_prop.csv; expected the original CGCNN layout")
     ids, targets, files, seen = [], [], [], {}
-    with open(table, newline="") as handle:
+    with _text(table) as handle:
         for line_no, row in enumerate(csv.reader(handle), start=1):
             if not row or not "".join(row).strip():
                 continue
@@ -93,6 +116,8 @@ def load_cgcnn_dir(
                 values = [float(v) for v in row[1:]]
             except ValueError:
                 raise ValueError(f"{where}: id {ident!r} has a non-numeric target {row[1:]!r}") from None
+            if not np.isfinite(values).all():
+                raise ValueError(f"{where}: id {ident!r} has a NaN or infinite target {row[1:]!r}")
             if targets and len(values) != len(targets[0]):
                 raise ValueError(
                     f"{where}: id {ident!r} has {len(values)} targets, earlier lines have {len(targets[0])}"
@@ -187,7 +212,10 @@ def load_csv(
 
     if missing not in ("raise", "drop"):
         raise ValueError(f"missing must be 'raise' or 'drop', got {missing!r}")
-    frame = pd.read_csv(path, nrows=nrows)
+    try:
+        frame = pd.read_csv(path, nrows=nrows, encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     targets = [] if target is None else [target] if isinstance(target, str) else list(target)
     wanted = [structure_column, *targets] + ([id_column] if id_column else [])
     absent = [c for c in wanted if c not in frame.columns]
@@ -216,6 +244,9 @@ def load_csv(
     return structures, y, ids
 
 
+_WITH_UNIT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*[^\d\s.,;:+-][^,;]*$")
+
+
 def _targets_of(raw, ids: list[str], path) -> np.ndarray:
     """Numeric columns as floats; a single column of text or booleans as class labels."""
     import pandas as pd
@@ -223,7 +254,22 @@ def _targets_of(raw, ids: list[str], path) -> np.ndarray:
     numeric = raw.apply(pd.to_numeric, errors="coerce")
     stray = (numeric.isna() & raw.notna()).any(axis=1).to_numpy()
     if not stray.any():
-        return _target_array(numeric.to_numpy(np.float64).tolist())
+        values = numeric.to_numpy(np.float64)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{path}: {int(bad.sum())} row(s) hold an infinite target, first id {ids[row]!r} "
+                f"({raw.iloc[row].tolist()})"
+            )
+        return _target_array(values.tolist())
+    for column in raw.columns:
+        text = raw[column].dropna().astype(str)
+        if len(text) and text.str.match(_WITH_UNIT).all():
+            raise ValueError(
+                f"{path}: column {column!r} holds numbers with units (e.g. {text.iloc[0]!r}); "
+                "write plain numbers (the units in the column name) so that they are not read as class labels"
+            )
     if raw.shape[1] == 1 and stray.all():
         return raw.iloc[:, 0].to_numpy()
     first = [ids[i] for i in np.flatnonzero(stray)[:5]]
@@ -294,4 +340,7 @@ def load_matbench(path: str | PathLike, target: str | None = None):
     y = np.asarray([row[t_col] for row in data["data"]])
     if y.dtype.kind in "iu":
         y = y.astype(np.float64)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise ValueError(f"{path}: row {row} (id {ids[row]}) has a NaN or infinite {target!r}")
     return structures, y, ids
