@@ -11,6 +11,7 @@ import sys
 import time
 import warnings
 import zipfile
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -578,8 +579,10 @@ def _tune(args: argparse.Namespace) -> int:
     print(f"{len(graphs)} crystals: {len(rest)} for the search, {len(test)} for testing")
     best, study = tune(estimator, data, np.asarray(y)[rest], search_space=space, n_trials=args.n_trials,
                        timeout=args.timeout, storage=args.storage, study_name=args.study_name,
-                       random_state=args.seed, show_progress_bar=True)
-    print(f"best of {len(study.trials)} trials: score {study.best_value:.5g} with {json.dumps(study.best_params)}")
+                       random_state=args.seed, sampler_seed=args.sampler_seed, show_progress_bar=True)
+    states = Counter(t.state.name.lower() for t in study.trials)
+    print(f"best of {states['complete']} completed trials ({states['pruned']} pruned, {states['fail']} failed): "
+          f"score {study.best_value:.5g} with {json.dumps(study.best_params)}")
     test_inputs = [X[i] for i in test] if args.search_graphs else graphs[test]
     report = _metrics(best, test_inputs, np.asarray(y)[test], classification)
     print(json.dumps({"test": report}, indent=2))
@@ -727,6 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--storage", default=None,
                       help="e.g. sqlite:///tune.db, postgresql://..., or journal:/shared/tune.log")
     tune.add_argument("--study-name", default=None, help="study to create or resume in --storage")
+    tune.add_argument("--sampler-seed", type=int, default=None,
+                      help="seed of the sampler (default: --seed without --storage; a fresh one with it, so that "
+                           "workers and resumed runs do not repeat each other's trials)")
     tune.add_argument("--search-graphs", action="store_true",
                       help="also search radius and max_num_nbr (re-featurizes per setting)")
     tune.add_argument("-o", "--output", default="best" + MODEL_SUFFIX, help=_OUTPUT_HELP.format("best" + MODEL_SUFFIX))

@@ -49,7 +49,7 @@ class AtomFeatures:
     >>> feats.n_features
     92
     >>> float(feats.table[8].sum())  # every element has one entry per present property
-    np.float32(9.0)
+    9.0
     """
 
     def __init__(self, table: np.ndarray, known: np.ndarray, name: str):

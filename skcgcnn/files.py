@@ -6,7 +6,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "remove_stale_temporaries", "MODEL_SUFFIX"]
+__all__ = ["atomic_path", "remove_stale_temporaries", "process_alive", "MODEL_SUFFIX"]
 
 #: The file name suffix of skcgcnn model files (:mod:`skcgcnn.persistence`).
 MODEL_SUFFIX = ".skcgcnn"
@@ -81,13 +81,14 @@ def remove_stale_temporaries(folder) -> list[Path]:
     removed = []
     for tmp in Path(folder).glob(".*.*.tmp"):
         pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _running(int(pid)) and tmp.is_file():
+        if pid.isdigit() and not process_alive(int(pid)) and tmp.is_file():
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 
 
-def _running(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

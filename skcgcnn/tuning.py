@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import socket
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from .callbacks import HeldOutScore
+from .files import process_alive
 from .estimators import _CGCNNMixin
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 
@@ -102,7 +109,78 @@ def make_storage(storage):
         from optuna.storages.journal import JournalFileBackend
 
         return JournalStorage(JournalFileBackend(storage[len("journal:") :]))
+    if isinstance(storage, str) and "://" in storage:
+        # Workers send a heartbeat; Optuna fails the trials of one that stopped sending (killed, lost node).
+        return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
     return storage
+
+
+#: Seconds between the heartbeats of a worker on a database storage.
+HEARTBEAT_S = 30
+_WORKER = "worker"
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _fail_dead_workers_trials(study: optuna.Study) -> list[int]:
+    """Fail the running trials of processes of this machine that no longer run (storages without heartbeats).
+
+    Returns
+    -------
+    list of int
+        Numbers of the trials marked failed.
+    """
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get(_WORKER, "")).rpartition(":")
+        if worker_host == host and pid.isdigit() and not process_alive(int(pid)):
+            study.tell(trial.number, state=TrialState.FAIL)
+            failed.append(trial.number)
+    return failed
+
+
+def _fingerprint(X, y) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(np.asarray(y, dtype=object).astype(str)).tobytes())
+    if isinstance(X, CrystalGraphs):
+        digest.update(X.atomic_numbers.tobytes())
+        digest.update(X.offsets.tobytes())
+    else:
+        digest.update("|".join(getattr(x, "formula", str(x)[:200]) for x in X).encode())
+    return digest.hexdigest()
+
+
+def _fixed_settings(estimator, space: dict, X, y, validation_fraction, random_state) -> dict:
+    """What must stay the same for the trials of one study to be comparable."""
+    plain = (bool, int, float, str, type(None))
+    params = {k: v for k, v in estimator.get_params(deep=True).items()
+              if k not in space and isinstance(v, plain) and "callbacks__" not in k
+              and not k.endswith(("n_jobs", "verbose", "device"))}
+    return {"data": _fingerprint(X, y), "n_samples": len(y), "validation_fraction": validation_fraction,
+            "split_seed": random_state, "search_space": sorted(space), "fixed_params": params}
+
+
+def _check_resumable(study: optuna.Study, settings: dict) -> None:
+    recorded = study.user_attrs.get("fixed_settings")
+    if recorded is None:
+        if study.trials:
+            return  # a study created elsewhere: nothing to compare with
+        study.set_user_attr("fixed_settings", settings)
+        return
+    recorded = json.loads(json.dumps(recorded))
+    current = json.loads(json.dumps(settings))
+    differ = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+    if "fixed_params" in differ:
+        old, new = recorded["fixed_params"], current["fixed_params"]
+        differ.remove("fixed_params")
+        differ += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if differ:
+        raise ValueError(
+            f"study {study.study_name!r} was run with other fixed settings ({', '.join(differ)}); its scores "
+            "would not be comparable: resume it with the same data and settings, or start a new study"
+        )
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution):
@@ -164,6 +242,7 @@ def tune(
     sampler: optuna.samplers.BaseSampler | None = None,
     refit: bool = True,
     random_state: int | None = 0,
+    sampler_seed: int | None = None,
     show_progress_bar: bool = False,
 ):
     """Search hyperparameters with Optuna, pruning poor trials epoch by epoch.
@@ -203,11 +282,19 @@ def tune(
     pruner : optuna pruner, default=None
         By default ``MedianPruner(n_startup_trials=5, n_warmup_steps=5)``.
     sampler : optuna sampler, default=None
-        By default ``TPESampler(seed=random_state)``.
+        By default ``TPESampler(seed=sampler_seed)``.
     refit : bool, default=True
         Fit a clone of ``estimator`` with the best parameters on all of ``X``.
     random_state : int or None, default=0
-        Seeds the split and the default sampler.
+        Seeds the split into training and validation data, which every
+        worker and every resumed run of a study share, so that their scores
+        compare.
+    sampler_seed : int or None, default=None
+        Seeds the default sampler. ``None``: ``random_state`` for a study in
+        memory (a reproducible search); a fresh seed for a study in a
+        ``storage``, so that workers sharing it, and a run resumed after an
+        interruption, explore different configurations instead of repeating
+        each other's.
     show_progress_bar : bool, default=False
         Optuna's progress bar over trials.
 
@@ -217,6 +304,24 @@ def tune(
         Refitted on all data (``None`` when ``refit=False``).
     study : optuna.Study
         All trials; ``study.best_params`` and ``study.best_value``.
+
+    Raises
+    ------
+    ValueError
+        If the study in ``storage`` was run with other fixed settings (data,
+        split, parameters outside the search space such as ``max_epochs``,
+        the search space itself); they are recorded in the study's user
+        attribute ``"fixed_settings"``.
+    KeyboardInterrupt
+        On Ctrl-C: the running trial is marked failed, completed ones stay in
+        the storage, and the same call resumes the study.
+
+    Notes
+    -----
+    Trials of a worker that died (killed, lost node) do not stay running for
+    ever: on a database storage Optuna's heartbeats fail them; on a journal
+    file, the next call on the same machine fails those whose process is
+    gone.
 
     Examples
     --------
@@ -242,6 +347,7 @@ def tune(
     cache = _GraphCache(X)
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(_WORKER, _worker())
         candidate = clone(estimator).set_params(**{name: _suggest(trial, name, d) for name, d in space.items()})
         if net_prefix:
             net = candidate.steps[-1][1]
@@ -252,17 +358,25 @@ def tune(
         pruning = ("tune_pruning", _ReportAndPrune(trial, graphs[val], y[val], scoring))
         net.set_params(callbacks=[*(net.callbacks or []), pruning])
         net.fit(graphs[train], y[train])
+        if getattr(net, "interrupted_", False):
+            raise KeyboardInterrupt  # skorch ended the epoch loop quietly; Optuna must fail the trial and stop
         return float(net.history[-1, "tune_score"])
 
+    if sampler_seed is None and storage is None:
+        sampler_seed = random_state
     study = optuna.create_study(
         storage=make_storage(storage),
         study_name=study_name,
         direction="maximize",
         pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5),
-        sampler=sampler or optuna.samplers.TPESampler(seed=random_state),
+        sampler=sampler or optuna.samplers.TPESampler(seed=sampler_seed),
         load_if_exists=True,
     )
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=show_progress_bar)
+    _check_resumable(study, _fixed_settings(estimator, space, X, y, validation_fraction, random_state))
+    _fail_dead_workers_trials(study)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "training was interrupted", UserWarning)  # the trial fails instead
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=show_progress_bar)
     best = None
     if refit:
         if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):

@@ -94,11 +94,11 @@ def test_tune_with_a_journal_storage_resumes(tmp_path, original_layout, capsys):
     args = ["tune", str(original_layout), "--n-trials", "2", *TRAIN, "--storage", f"journal:{journal}",
             "--study-name", "s", "-o", str(tmp_path / "best.skcgcnn")]
     assert main(args) == 0
-    assert "best of 2 trials" in capsys.readouterr().out
+    assert "best of 2 completed trials" in capsys.readouterr().out
     assert main(args) == 2  # the first run's model is not overwritten without --force
     assert "exists; pass --force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
-    assert "best of 4 trials" in capsys.readouterr().out
+    assert "best of 4 completed trials" in capsys.readouterr().out
     assert isinstance(load_model(tmp_path / "best.skcgcnn"), Pipeline)
 
 
