@@ -91,7 +91,16 @@ def neighbour_rules() -> str:
     return table(header, rows)
 
 
+def duplicates() -> str:
+    rows = [[r["data"], f"{r['n_crystals']:,}", r["groups"], r["entries"], f"{r['share_of_data']:.1%}",
+             r["featurize_s"], r["match_s"], r["n_jobs"], r["date"]] for r in records("duplicates")]
+    header = ["data", "crystals", "present more than once", "entries", "share", "featurize (s)", "match (s)",
+              "n_jobs", "date"]
+    return table(header, rows)
+
+
 if __name__ == "__main__":
     for title, body in (("Table I", table1()), ("Training speed", speed()), ("Optimizer recipes", recipes()),
-                        ("Featurization", featurize()), ("Neighbour rules", neighbour_rules())):
+                        ("Featurization", featurize()), ("Neighbour rules", neighbour_rules()),
+                        ("Duplicates", duplicates())):
         print(f"## {title}\n\n{body}\n")

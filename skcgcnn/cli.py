@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -34,15 +35,17 @@ def _load_training_data(args, path=None):
     path = Path(args.data if path is None else path)
     atom_features = args.atom_features
     if path.is_dir():
-        X, y, ids = load_cgcnn_dir(path, n_jobs=args.n_jobs, verbose=1)
         if args.target is not None:
-            n_targets = 1 if y.ndim == 1 else y.shape[1]
+            n_targets = _targets_in_id_prop(path)
             if not args.target.isdigit() or int(args.target) >= n_targets:
+                valid = "0" if n_targets == 1 else f"0 to {n_targets - 1}"
                 raise ValueError(
                     f"{path} is in the original layout: --target is the 0-based column of id_prop.csv's "
-                    f"targets, got {args.target!r}"
+                    f"{n_targets} target(s), {valid}; got {args.target!r}"
                 )
-            y = y if y.ndim == 1 else y[:, int(args.target)]
+        X, y, ids = load_cgcnn_dir(path, n_jobs=args.n_jobs, verbose=1)
+        if args.target is not None and y.ndim == 2:
+            y = y[:, int(args.target)]
         if atom_features is None and (path / "atom_init.json").is_file():
             atom_features = str(path / "atom_init.json")
             print(f"using the atom features of {atom_features}")
@@ -56,6 +59,16 @@ def _load_training_data(args, path=None):
     else:
         raise ValueError(f"{path} is neither a folder, a CSV file nor a matbench JSON file")
     return list(X), np.asarray(y), [str(i) for i in ids], atom_features or "cgcnn"
+
+
+def _targets_in_id_prop(folder: Path) -> int:
+    """Targets per line of a folder's id_prop.csv, read from its first line (before any CIF is parsed)."""
+    table = folder / "id_prop.csv"
+    if not table.is_file():
+        raise ValueError(f"{folder} has no id_prop.csv; expected the original CGCNN layout")
+    with open(table, encoding="utf-8-sig", errors="replace") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    return max(first.count(","), 1)
 
 
 _SET_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -200,7 +213,8 @@ def _split_indices(args, sets, n, stratify):
     return tuple(np.flatnonzero(sets == name) for name in ("train", "val", "test"))
 
 
-def _metrics(estimator, graphs, y, classification):
+def _metrics(estimator, graphs, y, classification, y_train=None):
+    """Scores on held-out data, next to those of a baseline that ignores the structures (``y_train`` given)."""
     from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
 
     if len(y) == 0:
@@ -210,9 +224,15 @@ def _metrics(estimator, graphs, y, classification):
         out = {"accuracy": accuracy_score(y, estimator.classes_[proba.argmax(axis=1)])}
         if len(estimator.classes_) == 2 and len(np.unique(y)) == 2:
             out["roc_auc"] = roc_auc_score(y, proba[:, 1], labels=estimator.classes_)
+        if y_train is not None:
+            labels, counts = np.unique(y_train, return_counts=True)
+            out["accuracy_of_the_majority_class"] = float(np.mean(y == labels[np.argmax(counts)]))
         return out
     pred = estimator.predict(graphs)
-    return {"mae": mean_absolute_error(y, pred), "r2": r2_score(y, pred)}
+    out = {"mae": mean_absolute_error(y, pred), "r2": r2_score(y, pred)}
+    if y_train is not None:
+        out["mae_of_the_training_mean"] = mean_absolute_error(y, np.broadcast_to(np.mean(y_train, axis=0), y.shape))
+    return out
 
 
 def _network(args, classification):
@@ -232,7 +252,19 @@ def _network(args, classification):
 def _is_classification(args, y) -> bool:
     if args.task != "auto":
         return args.task == "classification"
-    return y.dtype.kind in "bOUS"
+    if y.dtype.kind in "bOUS":
+        return True
+    if y.ndim == 1 and len(np.unique(y)) == 2:
+        print(f"note: the targets take only two values ({', '.join(map(str, np.unique(y)))}): training a "
+              "regression; pass --task classification for a classifier")
+    return False
+
+
+def _as_labels(y: np.ndarray) -> np.ndarray:
+    """Class labels written as numbers (0.0, 1.0) become integers, so that they read 0 and 1 in the outputs."""
+    if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
+        return y.astype(np.int64)
+    return y
 
 
 # ----- outputs -----------------------------------------------------------------
@@ -319,12 +351,12 @@ def _arguments(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("func", "resume", "force", "received_signals")}
 
 
-def _fit_callbacks(args, run, transformer, graphs, y, val):
+def _fit_callbacks(args, run, transformer, graphs, y, val, classification):
     from skorch.callbacks import LoadInitState, LRScheduler
     from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
 
     from .callbacks import HeldOutScore
-    from .runs import AtomicCheckpoint, ResumableEarlyStopping, SaveBestModel
+    from .runs import AtomicCheckpoint, ErrorColumn, ResumableEarlyStopping, SaveBestModel
 
     last = AtomicCheckpoint(monitor=None, dirname=str(run.checkpoint_dir), f_params="params.pt",
                             f_optimizer="optimizer.pt", f_criterion=None, f_history="history.json",
@@ -332,6 +364,7 @@ def _fit_callbacks(args, run, transformer, graphs, y, val):
     callbacks = [("resume", LoadInitState(last))]
     if len(val):
         callbacks.append(("held_out", HeldOutScore(graphs[val], y[val], restore_best=False)))
+        callbacks.append(("error_column", ErrorColumn("val_log_loss" if classification else "val_mae")))
     if args.lr_schedule == "cosine":
         callbacks.append(("schedule", LRScheduler(policy=CosineAnnealingLR, T_max=args.epochs)))
     elif args.lr_schedule == "plateau":
@@ -364,6 +397,7 @@ def _fit_run(args, run) -> int:
 
     X, y, ids, atom_features, sets = _fit_data(args)
     classification = _is_classification(args, y)
+    y = _as_labels(y) if classification else y
     fingerprint = _fingerprint(ids, y)
     if args.resume and run.record.get("data", {}).get("fingerprint") != fingerprint:
         raise ValueError(f"{args.data}: the data changed since the run in {run.path} started; resuming would mix "
@@ -383,8 +417,12 @@ def _fit_run(args, run) -> int:
                                           tie_tol=args.tie_tol, n_jobs=args.n_jobs, verbose=1)
     graphs = transformer.transform(X)
     transformer.set_params(verbose=0)
+    if args.duplicates != "skip":
+        train, val, test = _check_duplicates(args, run, X, graphs, ids, train, val, test)
     net = _network(args, classification)
-    net.set_params(callbacks=_fit_callbacks(args, run, transformer, graphs, y, val), callbacks__lr_scheduler=None)
+    net.set_params(callbacks=_fit_callbacks(args, run, transformer, graphs, y, val, classification),
+                   callbacks__lr_scheduler=None,
+                   callbacks__print_log__keys_ignored=["held_out_score", "held_out_score_best"])
     if done:
         print(f"resuming from the checkpoint of epoch {done} of {args.epochs}")
     start = time.perf_counter()
@@ -401,8 +439,8 @@ def _fit_run(args, run) -> int:
               + f". Continue with: skcgcnn fit --resume {run.path}", file=sys.stderr)
         return exit_status(signals[-1])
     print(f"training took {time.perf_counter() - start:.1f} s")
-    report = {"validation": _metrics(net, graphs[val], y[val], classification),
-              "test": _metrics(net, graphs[test], y[test], classification)}
+    report = {"validation": _metrics(net, graphs[val], y[val], classification, y[train]),
+              "test": _metrics(net, graphs[test], y[test], classification, y[train])}
     print(json.dumps(report, indent=2))
     model = run / ("model" + (".joblib" if args.format == "joblib" else MODEL_SUFFIX))
     _save(Pipeline([("graph", transformer), ("cgcnn", net)]), model, force=True)
@@ -415,6 +453,42 @@ def _fit_run(args, run) -> int:
     run.update(status="complete", epochs_done=len(net.history), metrics=report)
     print("written: " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _check_duplicates(args, run, X, graphs, ids, train, val, test):
+    """Report crystals that appear more than once, and those across the split; drop copies if asked."""
+    from .leakage import find_duplicates, leaks_across
+
+    start = time.perf_counter()
+    groups = find_duplicates(X, graphs=graphs, n_jobs=args.n_jobs)
+    sets = _set_column(len(ids), train, val, test)
+    leaks = leaks_across(groups, sets)
+    _write_table(run / "duplicates.csv", {
+        "group": np.repeat(np.arange(len(groups)), [len(g) for g in groups]).astype(int),
+        "id": [ids[i] for g in groups for i in g], "set": [sets[i] for g in groups for i in g]})
+    dropped = []
+    if args.duplicates == "drop":
+        for group in groups:  # keep a training copy where there is one, else the first
+            trained = [i for i in group if sets[i] == "train"]
+            keep = trained[0] if trained else group[0]
+            dropped += [int(i) for i in group if i != keep]
+    print(f"duplicates: {len(groups)} crystals appear more than once ({sum(len(g) for g in groups)} entries, "
+          f"{len(leaks)} pairs across the split), found in {time.perf_counter() - start:.1f} s; "
+          + (f"{len(dropped)} copies dropped" if dropped else f"listed in {run / 'duplicates.csv'}"))
+    if leaks and args.duplicates != "drop":
+        print("warning: the same crystal in training and in validation or test data inflates their scores; "
+              "--duplicates drop leaves one copy", file=sys.stderr)
+    run.update(duplicates={"groups": len(groups), "entries": sum(len(g) for g in groups),
+                           "pairs_across_split": len(leaks), "dropped": len(dropped)})
+    if not dropped:
+        return train, val, test
+    train, val, test = (np.setdiff1d(index, dropped) for index in (train, val, test))
+    sets[dropped] = "dropped"
+    if not args.resume:
+        _write_table(run / "split.csv", {"id": ids, "set": sets})
+    run.update(split={"train": len(train), "val": len(val), "test": len(test), "dropped": len(dropped)})
+    print(f"without them: {len(train)} for training, {len(val)} for validation, {len(test)} for testing")
+    return train, val, test
 
 
 def _set_column(n, train, val, test) -> np.ndarray:
@@ -566,6 +640,7 @@ def _tune(args: argparse.Namespace) -> int:
     output = _writable(args.output, args.force)
     X, y, _, atom_features = _load_training_data(args)
     classification = _is_classification(args, np.asarray(y))
+    y = _as_labels(y) if classification else y
     graphs = CrystalGraphTransformer(atom_features=atom_features, n_jobs=args.n_jobs, verbose=1).transform(X)
     rest, _, test = _split(len(graphs), 0.0, args.test_size, args.seed,
                            stratify=np.asarray(y) if classification else None)
@@ -643,20 +718,32 @@ def _add_data_options(parser, data_optional: bool = False):
 
 def _add_model_options(parser):
     group = parser.add_argument_group("model and training")
-    group.add_argument("--atom-fea-len", type=int, default=64)
-    group.add_argument("--n-conv", type=int, default=3)
-    group.add_argument("--h-fea-len", type=int, default=128)
-    group.add_argument("--n-h", type=int, default=1)
-    group.add_argument("--pooling", choices=["mean", "sum", "max", "linear"], default="mean")
-    group.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
-    group.add_argument("--lr", type=float, default=1e-3)
-    group.add_argument("--weight-decay", type=float, default=0.0)
+    group.add_argument("--atom-fea-len", type=int, default=64, help="length of the atom vectors in the convolutions")
+    group.add_argument("--n-conv", type=int, default=3, help="number of convolution layers (the paper's R)")
+    group.add_argument("--h-fea-len", type=int, default=128, help="width of the hidden layers after pooling")
+    group.add_argument("--n-h", type=int, default=1, help="number of hidden layers after pooling (the paper's L2)")
+    group.add_argument("--pooling", choices=["mean", "sum", "max", "linear"], default="mean",
+                       help="how atom vectors become the crystal's; linear gives per-site contributions")
+    group.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw", help="optimizer")
+    group.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    group.add_argument("--weight-decay", type=float, default=0.0, help="weight decay of the optimizer")
     group.add_argument("--momentum", type=float, default=0.9, help="momentum of --optimizer sgd (default 0.9)")
-    group.add_argument("--epochs", type=int, default=100)
-    group.add_argument("--batch-size", type=int, default=64)
+    group.add_argument("--epochs", type=int, default=100, help="training epochs")
+    group.add_argument("--batch-size", type=int, default=64, help="crystals per batch")
     group.add_argument("--device", default="cpu", help="cpu or cuda")
     group.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                        help="bfloat16: mixed precision, meant for GPUs with bfloat16 units")
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it names it already."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        silent = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or silent or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -665,6 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="skcgcnn", description="Crystal graph convolutional neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_HelpWithDefaults)
 
     fit = sub.add_parser("fit", help="train a model in a run folder that keeps checkpoints and can be resumed")
     _add_data_options(fit, data_optional=True)
@@ -675,9 +763,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--test-data", metavar="PATH", help="test crystals given apart (same forms as DATA)")
     fit.add_argument("--split", metavar="CSV", help="a fixed split: a CSV file with the columns id and set "
                                                     "(train, val or test), such as a run folder's split.csv")
-    fit.add_argument("--radius", type=float, default=8.0)
-    fit.add_argument("--max-num-nbr", type=int, default=12)
-    fit.add_argument("--step", type=float, default=0.2)
+    fit.add_argument("--duplicates", choices=["report", "drop", "skip"], default="report",
+                     help="crystals that appear more than once (pymatgen's StructureMatcher): list them, above "
+                          "all pairs across the split, in duplicates.csv; also drop all copies but one; or do not "
+                          "look (default report)")
+    fit.add_argument("--radius", type=float, default=8.0, help="neighbour search radius in Å")
+    fit.add_argument("--max-num-nbr", type=int, default=12, help="neighbours kept per atom (the paper's M)")
+    fit.add_argument("--step", type=float, default=0.2, help="spacing in Å of the Gaussians expanding distances")
     fit.add_argument("--nbr-rule", choices=NBR_RULES, default="shared",
                      help="neighbours tied with the M-th: 'shared' share the last slots, so the graph does not "
                           "depend on the cell; 'first' keeps the first M, as the original code (default shared)")
@@ -710,9 +802,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="read MODEL even if it is a pickle (joblib.dump): loading a pickle runs any code it "
                               "holds, so pass this only for files you made or whose source you trust")
     predict.add_argument("inputs", nargs="+", help="structure files, folders of them, or CSV files")
-    predict.add_argument("--structure-column", default="cif")
-    predict.add_argument("--id-column", default="id")
-    predict.add_argument("-o", "--output", default="predictions.csv")
+    predict.add_argument("--structure-column", default="cif", help="CSV column with CIF text")
+    predict.add_argument("--id-column", default="id", help="CSV column with ids")
+    predict.add_argument("-o", "--output", default="predictions.csv", help="the CSV file written")
     predict.add_argument("--force", action="store_true", help="overwrite an existing output file")
     predict.add_argument("--strict", action="store_true",
                          help="refuse structures with elements the model never saw in training, instead of "

@@ -13,6 +13,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils._param_validation import Interval, Options, StrOptions, validate_parameter_constraints
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler
@@ -24,6 +25,7 @@ from .callbacks import StopTraining
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 from .interpret import site_contributions
 from .nn import CGCNN
+from .warn import warn
 
 __all__ = ["CGCNNRegressor", "CGCNNClassifier", "OPTIMIZERS"]
 
@@ -332,11 +334,9 @@ class _CGCNNMixin:
                 self.initialize()
             super().partial_fit(graphs, targets, **fit_params)
         if self.interrupted_:
-            warnings.warn(
+            warn(
                 f"training was interrupted after {len(self.history_) - epochs_before} complete epoch(s) of this "
-                f"call; the network is not what the full fit gives (interrupted_ is True)",
-                UserWarning,
-                stacklevel=3,
+                f"call; the network is not what the full fit gives (interrupted_ is True)"
             )
         return self
 
@@ -394,12 +394,10 @@ class _CGCNNMixin:
         flagged = [i for i, symbols in enumerate(unseen) if symbols]
         if flagged:
             symbols = sorted({s for i in flagged for s in unseen[i]})
-            warnings.warn(
+            warn(
                 f"{len(flagged)} of {len(graphs)} inputs hold elements absent from the training data "
                 f"({', '.join(symbols[:10])}{', ...' if len(symbols) > 10 else ''}): their predictions are "
-                "extrapolations; unseen_elements(X) lists them per input",
-                UserWarning,
-                stacklevel=3,
+                "extrapolations; unseen_elements(X) lists them per input"
             )
         return torch.cat(list(self.forward_iter(graphs, training=False))).float().cpu().numpy()
 
@@ -756,6 +754,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("y holds NaN or infinite labels")
         if first:
+            check_classification_targets(y)  # continuous targets are refused, as by scikit-learn's classifiers
             encoder = LabelEncoder().fit(y)
             if len(encoder.classes_) < 2:
                 raise ValueError(f"y holds a single class ({encoder.classes_[0]!r}); a classifier needs two or more")

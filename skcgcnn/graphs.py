@@ -6,7 +6,6 @@ to pickle and to run in joblib workers.
 
 from __future__ import annotations
 
-import warnings
 from os import PathLike
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .elements import AtomFeatures
 from .structures import as_input_list, as_structure, chunk_size
+from .warn import warn
 
 __all__ = ["GraphSettings", "CrystalGraphs", "CrystalGraphTransformer", "concat_ranges", "NBR_RULES", "MIN_DISTANCE"]
 
@@ -567,10 +567,8 @@ def _warn_short(graphs: CrystalGraphs) -> None:
         crystal_of_atom = np.repeat(np.arange(len(graphs)), graphs.n_atoms)
         n_crystals = len(np.unique(crystal_of_atom[short]))
         s = graphs.settings
-        warnings.warn(
+        warn(
             f"{n_short} of {len(short)} atoms in {n_crystals} of {len(graphs)} structures have fewer "
             f"than max_num_nbr={s.max_num_nbr} neighbours within radius={s.radius} Å; they keep "
-            "the ones they have. Increase radius to give them more neighbours.",
-            UserWarning,
-            stacklevel=3,
+            "the ones they have. Increase radius to give them more neighbours."
         )

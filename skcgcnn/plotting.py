@@ -108,18 +108,25 @@ def plot_roc(y_true, proba, ax=None, pos_label=None, name: str = "CGCNN"):
     Parameters
     ----------
     y_true : array-like of shape (n_samples,)
-        Binary labels.
+        Binary labels (numbers, strings or booleans).
     proba : array-like of shape (n_samples,) or (n_samples, 2)
-        Probability of the positive class, or ``predict_proba`` output (its
-        second column is used).
+        Probability of ``pos_label``, or ``predict_proba`` output, whose
+        columns follow the sorted labels (a classifier's ``classes_``): the
+        column of ``pos_label`` is used.
     ax : matplotlib Axes, default=None
     pos_label : label, default=None
-        The positive class (scikit-learn's default when ``None``).
+        The positive class; by default the greater of the two labels.
     name : str, default="CGCNN"
 
     Returns
     -------
     matplotlib Axes
+
+    Raises
+    ------
+    ValueError
+        If ``y_true`` does not hold exactly two labels or ``pos_label`` is not
+        one of them.
 
     Examples
     --------
@@ -131,13 +138,21 @@ def plot_roc(y_true, proba, ax=None, pos_label=None, name: str = "CGCNN"):
     """
     from sklearn.metrics import RocCurveDisplay
 
+    y_true = np.asarray(y_true)
+    labels = np.unique(y_true)
+    if len(labels) != 2:
+        raise ValueError(f"plot_roc needs two labels in y_true, found {len(labels)}: {labels.tolist()[:5]}")
+    pos_label = labels[1] if pos_label is None else pos_label
+    if pos_label not in labels.tolist():
+        raise ValueError(f"pos_label={pos_label!r} is not one of the labels {labels.tolist()}")
     proba = np.asarray(proba, dtype=float)
     if proba.ndim == 2:
         if proba.shape[1] != 2:
             raise ValueError(f"plot_roc needs binary probabilities, got {proba.shape[1]} columns")
-        proba = proba[:, 1]
+        proba = proba[:, labels.tolist().index(pos_label)]
     ax = _axes(ax)
     RocCurveDisplay.from_predictions(y_true, proba, pos_label=pos_label, name=name, ax=ax, plot_chance_level=True)
+    ax.set_title(f"positive class: {pos_label}")
     return ax
 
 

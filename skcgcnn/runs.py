@@ -25,8 +25,8 @@ from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from .files import MODEL_SUFFIX, atomic_path
 
-__all__ = ["RunFolder", "AtomicCheckpoint", "ResumableEarlyStopping", "SaveBestModel", "Tee", "stop_on_signals",
-           "exit_status"]
+__all__ = ["RunFolder", "AtomicCheckpoint", "ResumableEarlyStopping", "ErrorColumn", "SaveBestModel", "Tee",
+           "stop_on_signals", "exit_status"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -169,6 +169,26 @@ class ResumableEarlyStopping(EarlyStopping):
                 self.misses_, self.dynamic_threshold_ = 0, self._calc_new_threshold(score)
             else:
                 self.misses_ += 1
+
+
+class ErrorColumn(Callback):
+    """Record a greater-is-better score as the error it negates, for the epoch table (``val_mae`` not ``-0.3``).
+
+    Parameters
+    ----------
+    name : str
+        History key of the error, e.g. ``"val_mae"``.
+    score : str, default="held_out_score"
+        History key of the score it negates.
+    """
+
+    def __init__(self, name: str, score: str = "held_out_score"):
+        self.name = name
+        self.score = score
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record(self.name, -net.history[-1, self.score])
+        net.history.record(self.name + "_best", bool(net.history[-1, self.score + "_best"]))
 
 
 class SaveBestModel(Callback):

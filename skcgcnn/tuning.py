@@ -45,7 +45,7 @@ def default_search_space(estimator=None) -> dict:
     ``h_fea_len`` (32-256), ``n_h`` (the paper's L2, 1-4); training: ``lr``
     (1e-4 to 1e-2, log scale), ``optimizer__weight_decay`` (1e-7 to 1e-2,
     log scale) and ``batch_size``; and, when ``estimator`` is a Pipeline with
-    a :class:`CrystalGraphTransformer`, its ``radius`` (5-8 Å) and
+    a :class:`CrystalGraphTransformer`, its ``radius`` (6-8 Å) and
     ``max_num_nbr`` (8-16). Every value is a plain number or string, so the
     space works with any Optuna storage.
 
@@ -77,7 +77,7 @@ def default_search_space(estimator=None) -> dict:
         f"{net}batch_size": CategoricalDistribution([32, 64, 128, 256]),
     }
     if graph is not None:
-        space[f"{graph}radius"] = FloatDistribution(5.0, 8.0, step=0.5)
+        space[f"{graph}radius"] = FloatDistribution(6.0, 8.0, step=0.5)
         space[f"{graph}max_num_nbr"] = IntDistribution(8, 16, step=2)
     return space
 

@@ -213,3 +213,34 @@ def test_an_interrupted_fit_in_python_is_recorded_not_silent(ionic):
         for callback in (TimeBudget(0.0), EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)):
             reg = CGCNNRegressor(max_epochs=5, callbacks=[callback], random_state=0).fit(X[:30], y[:30])
             assert not reg.interrupted_ and len(reg.history) < 5
+
+
+def test_duplicates_across_the_split_are_reported_and_can_be_dropped(tmp_path, crystals, capsys):
+    structures, y = crystals
+    unique = {s.composition.reduced_formula: i for i, s in enumerate(structures)}  # one per formula
+    structures, y = [structures[i] for i in unique.values()], y[list(unique.values())]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    copies = {f"copy-{k}": structures[k] * (2, 1, 1) for k in range(10)}  # the same crystals in a larger cell
+    for i, s in enumerate(structures):
+        s.to(filename=str(folder / f"mp-{i}.cif"))
+    for name, s in copies.items():
+        s.to(filename=str(folder / f"{name}.cif"))
+    lines = [f"mp-{i},{v}" for i, v in enumerate(y)] + [f"copy-{k},{y[k]}" for k in range(10)]
+    (folder / "id_prop.csv").write_text("\n".join(lines) + "\n")
+    args = [str(folder), "--epochs", "1", *SMALL]
+    assert main(["fit", *args, "-o", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert "duplicates: 10 crystals appear more than once (20 entries" in captured.out
+    listed = pd.read_csv(tmp_path / "a" / "duplicates.csv")
+    assert len(listed) == 20 and listed.groupby("group").id.apply(lambda ids: sorted(i.split("-")[1] for i in ids)
+                                                                  ).map(lambda pair: pair[0] == pair[1]).all()
+    across = json.loads((tmp_path / "a" / "run.json").read_text())["duplicates"]["pairs_across_split"]
+    assert across == (listed.groupby("group").set.nunique() > 1).sum()
+    assert ("inflates their scores" in captured.err) == (across > 0)
+
+    assert main(["fit", *args, "-o", str(tmp_path / "b"), "--duplicates", "drop"]) == 0
+    split = pd.read_csv(tmp_path / "b" / "split.csv")
+    assert (split.set == "dropped").sum() == 10
+    kept = split[split.set != "dropped"]
+    assert kept.id.str.split("-").str[1].duplicated().sum() == 0  # one copy of each crystal left

@@ -51,13 +51,14 @@ def load_cgcnn_dir(
     """Load a data set in the original CGCNN layout.
 
     The folder holds ``id_prop.csv`` (no header; each line ``id,target`` or
-    ``id,target1,target2,...``) and one ``<id>.cif`` per line, optionally an
-    ``atom_init.json`` with the atom feature vectors.
+    ``id,target1,target2,...``; a single column of text is read as class
+    labels) and one ``<id>.cif`` per line, optionally an ``atom_init.json``
+    with the atom feature vectors.
 
     Parameters
     ----------
     path : str or path-like
-        The folder.
+        The folder (or its ``id_prop.csv``).
     n_jobs : int, default=None
         Processes used to parse the CIF files.
     verbose : int, default=0
@@ -71,6 +72,7 @@ def load_cgcnn_dir(
     -------
     structures : list of Structure
     y : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        Floats, or strings for class labels.
     ids : list of str
     atom_features : AtomFeatures or None
         Only when ``return_atom_features`` is true.
@@ -80,8 +82,9 @@ def load_cgcnn_dir(
     FileNotFoundError
         If ``id_prop.csv`` or a CIF file named by it is missing.
     ValueError
-        On duplicate ids, a line with a missing or non-numeric target, or lines
-        with different numbers of targets; the message names the id and line.
+        On duplicate ids, a line with a missing, NaN or infinite target, text
+        among numbers, lines with different numbers of targets, or a file
+        that is not UTF-8; the message names the id and line.
 
     Examples
     --------
@@ -98,10 +101,12 @@ def load_cgcnn_dir(
     (['c0', 'c1', 'c2'], [1.5, 2.0, 0.5])
     """
     folder = Path(path)
+    if folder.name == "id_prop.csv" and folder.is_file():
+        folder = folder.parent  # the table was named instead of its folder
     table = folder / "id_prop.csv"
     if not table.is_file():
         raise FileNotFoundError(f"{folder} has no id_prop.csv; expected the original CGCNN layout")
-    ids, targets, files, seen = [], [], [], {}
+    ids, targets, files, seen, labels = [], [], [], {}, []
     with _text(table) as handle:
         for line_no, row in enumerate(csv.reader(handle), start=1):
             if not row or not "".join(row).strip():
@@ -115,7 +120,13 @@ def load_cgcnn_dir(
             try:
                 values = [float(v) for v in row[1:]]
             except ValueError:
-                raise ValueError(f"{where}: id {ident!r} has a non-numeric target {row[1:]!r}") from None
+                # A single column of text is class labels, if every line holds one.
+                if len(row) != 2 or (targets and not labels):
+                    raise ValueError(f"{where}: id {ident!r} has a non-numeric target {row[1:]!r}") from None
+                labels.append(row[1].strip())
+                values = []
+            if labels and values:
+                raise ValueError(f"{where}: id {ident!r} has a numeric target among class labels {row[1:]!r}")
             if not np.isfinite(values).all():
                 raise ValueError(f"{where}: id {ident!r} has a NaN or infinite target {row[1:]!r}")
             if targets and len(values) != len(targets[0]):
@@ -132,7 +143,7 @@ def load_cgcnn_dir(
     if not ids:
         raise ValueError(f"{table} lists no structures")
     structures = as_structure_list(files, n_jobs=n_jobs, verbose=verbose)
-    result = (structures, _target_array(targets), ids)
+    result = (structures, np.asarray(labels) if labels else _target_array(targets), ids)
     if return_atom_features:
         atom_init = folder / "atom_init.json"
         result += (AtomFeatures.from_spec(atom_init) if atom_init.is_file() else None,)
