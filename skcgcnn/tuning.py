@@ -83,11 +83,14 @@ def default_search_space(estimator=None) -> dict:
 
 
 def make_storage(storage):
-    """Turn ``"journal:PATH"`` into an Optuna journal-file storage; pass anything else through.
+    """Turn a storage string into an Optuna storage: a journal file, or a database with heartbeats.
 
-    A journal file works for processes on one machine or on several machines
-    sharing a file system; ``"sqlite:///study.db"`` suits one machine and
-    ``"postgresql://..."`` many.
+    A journal file (``"journal:PATH"``) works for processes on one machine or
+    on several machines sharing a file system; a database URL
+    (``"sqlite:///study.db"`` for one machine, ``"postgresql://..."`` for
+    many) becomes an ``RDBStorage`` whose workers send a heartbeat every
+    :data:`HEARTBEAT_S` seconds, so that Optuna fails the trials of a worker
+    that died. Storage objects and ``None`` pass through.
 
     Parameters
     ----------
@@ -95,14 +98,16 @@ def make_storage(storage):
 
     Returns
     -------
-    str, optuna storage or None
+    optuna storage or None
 
     Examples
     --------
-    >>> type(make_storage("journal:/tmp/skcgcnn_doctest_study.log")).__name__
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> type(make_storage(f"journal:{folder}/study.log")).__name__
     'JournalStorage'
-    >>> make_storage("sqlite:///tune.db")
-    'sqlite:///tune.db'
+    >>> make_storage(f"sqlite:///{folder}/study.db").heartbeat_interval
+    30
     """
     if isinstance(storage, str) and storage.startswith("journal:"):
         from optuna.storages import JournalStorage
