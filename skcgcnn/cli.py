@@ -313,7 +313,6 @@ def _fit(args: argparse.Namespace) -> int:
     from contextlib import redirect_stdout
 
     from .estimators import check_device
-
     from .runs import RunFolder, Tee
 
     if args.resume:

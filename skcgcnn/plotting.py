@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_parity", "plot_roc", "plot_learning_curve", "plot_training_history", "plot_periodic_table"]
+__all__ = ["plot_parity", "plot_roc", "plot_learning_curve", "plot_training_history", "plot_calibration",
+           "plot_periodic_table"]
 
 
 def _axes(ax):
@@ -279,6 +280,49 @@ def plot_training_history(history, ax=None, score: str = "held_out_score", error
                               label=f"best epoch ({epochs[best]})")
         right.set_ylabel(f"{error_label}{f' ({unit})' if unit else ''}")
     ax.legend(handles=handles, loc="upper right")
+    return ax
+
+
+def plot_calibration(y_true, y_pred, y_std, ax=None, label: str = "CGCNN ensemble"):
+    """Observed against expected coverage of the intervals ``y_pred ± z·y_std`` (a calibration curve).
+
+    Parameters
+    ----------
+    y_true, y_pred, y_std : array-like of shape (n_samples,)
+        Reference values, predictions and their standard deviations (e.g.
+        ``CGCNNEnsembleRegressor.predict(X, return_std=True)``).
+    ax : matplotlib Axes, default=None
+    label : str, default="CGCNN ensemble"
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> y = np.random.default_rng(0).normal(size=1000)
+    >>> ax = plot_calibration(y, np.zeros_like(y), np.ones_like(y))
+    >>> ax.get_xlabel(), ax.get_legend().get_texts()[0].get_text()
+    ('expected coverage', 'CGCNN ensemble (miscalibration area 0.01)')
+    """
+    from .uncertainty import calibration_curve, miscalibration_area
+
+    expected, observed = calibration_curve(y_true, y_pred, y_std)
+    area = miscalibration_area(y_true, y_pred, y_std)
+    ax = _axes(ax)
+    ax.plot(expected, observed, color="C0", label=f"{label} (miscalibration area {area:.2f})")
+    ax.fill_between(expected, expected, observed, color="C0", alpha=0.2)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("expected coverage")
+    ax.set_ylabel("observed coverage")
+    ax.text(0.97, 0.03, "below the diagonal: overconfident\nabove: intervals too wide", transform=ax.transAxes,
+            ha="right", va="bottom", fontsize="small", color="0.3")
+    ax.legend(loc="upper left")
     return ax
 
 
