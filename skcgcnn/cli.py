@@ -309,7 +309,6 @@ def _save(model, output: Path, force: bool) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    import shutil
     from contextlib import redirect_stdout
 
     from .estimators import check_device
@@ -342,7 +341,7 @@ def _fit(args: argparse.Namespace) -> int:
             return _fit_run(args, run)
     except BaseException:
         if not args.resume and run.epochs_done() == 0:
-            shutil.rmtree(run.path, ignore_errors=True)  # nothing of value yet: leave no folder that blocks a retry
+            run.discard()  # nothing of value yet: leave nothing that blocks a retry
         raise
 
 

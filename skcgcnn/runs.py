@@ -58,16 +58,25 @@ class RunFolder:
     def create(cls, path, force: bool = False) -> RunFolder:
         """Claim a new run folder, checking before any work that it can be written.
 
-        The folder is created with one ``mkdir``, so of two runs started with
-        the same folder only one gets it. An existing run folder (one with a
-        ``run.json``) or an empty folder is replaced only with ``force``; any
-        other existing path is refused.
+        The folder (new, or existing and empty) is claimed by creating its
+        ``run.json`` in one step that fails if the file exists, so of two runs
+        started with the same folder only one gets it. An existing run folder
+        is replaced only with ``force``; a folder holding anything else never.
+
+        Parameters
+        ----------
+        path : str or path-like
+        force : bool, default=False
+
+        Returns
+        -------
+        RunFolder
 
         Raises
         ------
         ValueError
-            If the folder exists (without ``force``), is a file or a folder
-            that is not a run's, or cannot be written.
+            If the path names a model file or a file, holds a run (without
+            ``force``) or other files, or cannot be written.
         """
         path = Path(path)
         if path.suffix in (MODEL_SUFFIX, ".joblib", ".pkl", ".pickle"):
@@ -75,23 +84,36 @@ class RunFolder:
                              f"written into it as model{MODEL_SUFFIX}")
         if path.is_file():
             raise ValueError(f"{path} is a file; the output of 'skcgcnn fit' is a run folder")
-        if path.is_dir():
-            is_run = (path / cls.RECORD).is_file()
-            if not force or not (is_run or not any(path.iterdir())):
-                what = "holds a run" if is_run else "exists and is not a run folder"
-                hint = "; pass --force to replace it, or --resume to continue it" if is_run else ""
-                raise ValueError(f"{path} {what}{hint}")
+        if path.is_dir() and any(path.iterdir()):
+            if not (path / cls.RECORD).is_file():
+                raise ValueError(f"{path} exists and holds files of no run; give a new or empty folder")
+            if not force:
+                raise ValueError(f"{path} holds a run; pass --force to replace it, or --resume to continue it")
             shutil.rmtree(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.is_dir()
         try:
-            path.mkdir()
+            path.mkdir(parents=True, exist_ok=True)
+            with open(path / cls.RECORD, "x") as handle:
+                handle.write("{}\n")
         except FileExistsError:
-            raise ValueError(f"{path} was created by another process meanwhile") from None
+            raise ValueError(f"{path} was claimed by another run meanwhile") from None
         except OSError as exc:
-            raise ValueError(f"cannot create the run folder {path}: {exc.strerror}") from None
+            raise ValueError(f"cannot write into the run folder {path}: {exc.strerror}") from None
         folder = cls(path)
+        folder.existed = existed
         folder.check_writable()
         return folder
+
+    def discard(self) -> None:
+        """Remove what this run wrote: the folder it created, or the contents of the empty one it was given."""
+        if getattr(self, "existed", False):
+            for entry in self.path.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     @classmethod
     def open(cls, path) -> RunFolder:

@@ -164,8 +164,10 @@ def test_outputs_are_checked_before_any_work(tmp_path, data, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["fit", str(data), "-o", str(tmp_path / "mine"), "--force"]) == 2
-    assert "exists and is not a run folder" in capsys.readouterr().err
+    assert "holds files of no run" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    (tmp_path / "empty").mkdir()
+    assert main(["fit", str(data), "-o", str(tmp_path / "empty"), "--epochs", "1", *SMALL]) == 0  # claimed as is
     assert main(["predict", "band-gap", str(data), "-o", str(tmp_path)]) == 2
     assert "is a folder; give a file name" in capsys.readouterr().err
     assert main(["fit", str(data), "--epochs", "0", "-o", str(tmp_path / "r")]) == 2
