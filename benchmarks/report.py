@@ -99,8 +99,22 @@ def duplicates() -> str:
     return table(header, rows)
 
 
+def uncertainty() -> str:
+    rows = [[r["task"], r["members"], r["epochs"], r["member_mae_mean"], r["ensemble_mae"], r["spearman_error_std"],
+             r["miscalibration_area"],
+             f"{r['conformal_90_coverage']:.1%} / {r['conformal_90_width']}",
+             f"{r['conformal_90_scaled_coverage']:.1%} / {r['conformal_90_scaled_width']}",
+             f"{r['conformal_95_coverage']:.1%} / {r['conformal_95_width']}",
+             f"{r['conformal_95_scaled_coverage']:.1%} / {r['conformal_95_scaled_width']}", r["date"]]
+            for r in records("uncertainty")]
+    header = ["task", "members", "epochs", "member MAE (mean)", "ensemble MAE", "Spearman(abs error, std)",
+              "miscalibration area", "90 % coverage / width", "90 % scaled", "95 % coverage / width", "95 % scaled",
+              "date"]
+    return table(header, rows)
+
+
 if __name__ == "__main__":
     for title, body in (("Table I", table1()), ("Training speed", speed()), ("Optimizer recipes", recipes()),
                         ("Featurization", featurize()), ("Neighbour rules", neighbour_rules()),
-                        ("Duplicates", duplicates())):
+                        ("Duplicates", duplicates()), ("Uncertainty", uncertainty())):
         print(f"## {title}\n\n{body}\n")
