@@ -6,7 +6,6 @@ import argparse
 import functools
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -127,67 +126,6 @@ def _fingerprint(ids, y) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps([list(ids), np.asarray(y).tolist()]).encode()).hexdigest()
-
-
-_STRUCTURE_FILE = re.compile(r"\.(cif|mcif|vasp|poscar|xsf|cssr|json|yaml|yml|res)(\.(gz|bz2|xz))?$", re.IGNORECASE)
-_COMPANIONS = {"id_prop.csv", "atom_init.json"}  # files of the original layout that are not structures
-
-
-def _is_structure_file(path: Path) -> bool:
-    return bool(_STRUCTURE_FILE.search(path.name)) or path.name.upper().startswith(("POSCAR", "CONTCAR", "VASPRUN"))
-
-
-def _material_id(path: Path) -> str:
-    """The id a structure file stands for: its name without the format's suffixes (``mp-10086.cif`` -> ``mp-10086``)."""
-    return _STRUCTURE_FILE.sub("", path.name) or path.name
-
-
-def _structure_files(folder: Path) -> list[Path]:
-    files, skipped = [], []
-    for entry in sorted(folder.iterdir()):
-        if entry.name in _COMPANIONS or entry.name.startswith("."):
-            continue
-        (files if entry.is_file() and _is_structure_file(entry) else skipped).append(entry)
-    if not files:
-        raise ValueError(f"{folder} holds no structure files (*.cif, *.vasp, POSCAR*, *.json, ...)")
-    if skipped:
-        names = [p.name + ("/" if p.is_dir() else "") for p in skipped]
-        print(f"{folder}: skipped {len(skipped)} entries that are not structure files: {', '.join(names[:5])}"
-              + (", ..." if len(names) > 5 else ""))
-    return files
-
-
-def _prediction_inputs(paths, structure_column, id_column):
-    """Structures (or CIF text/paths) and ids from files, folders and CSV files, in the given order.
-
-    A file's id is its name without the format's suffixes, the material id of the original layout; where
-    two files would share an id, every id is the file's path instead.
-    """
-    from .datasets import load_csv
-
-    items, ids, files = [], [], []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = _structure_files(path)
-            items += found
-            ids += [_material_id(p) for p in found]
-            files += found
-        elif path.name.endswith((".csv", ".csv.gz")):
-            texts, _, csv_ids = load_csv(path, target=None, structure_column=structure_column,
-                                         id_column=id_column, parse=False)
-            items += texts
-            ids += csv_ids
-            files += [None] * len(texts)
-        elif path.is_file():
-            items.append(path)
-            ids.append(_material_id(path))
-            files.append(path)
-        else:
-            raise ValueError(f"{path} does not exist")
-    if len(set(ids)) < len(ids):
-        ids = [str(f) if f is not None else i for i, f in zip(ids, files)]
-    return items, ids
 
 
 def _split(n, val_size, test_size, seed, stratify=None):
@@ -551,47 +489,25 @@ def _figures(run, net, graphs, y, classification) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import pandas as pd
-    from sklearn.base import is_classifier
-    from sklearn.pipeline import Pipeline
+    from .streaming import predict_to_csv
 
     output = _writable(args.output, args.force)
     model = _load_model(args.model, args.trust_pickle)
-    items, ids = _prediction_inputs(args.inputs, args.structure_column, args.id_column)
-    print(f"predicting {len(items)} structures")
-    net = model[-1] if isinstance(model, Pipeline) else model
-    graphs = model[:-1].transform(items) if isinstance(model, Pipeline) else net._as_graphs(items, fitting=False)
-    unseen = net.unseen_elements(graphs)
-    flagged = [i for i, symbols in enumerate(unseen) if symbols]
-    if flagged and args.strict:
-        first = flagged[0]
-        raise ValueError(
-            f"{len(flagged)} of {len(ids)} structures hold elements absent from the model's training data "
-            f"(e.g. {ids[first]}: {', '.join(unseen[first])}); without --strict they are predicted and flagged"
-        )
-    table = pd.DataFrame({"id": ids})
+    print(f"predicting with {args.model}, {args.chunk_size} structures at a time")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*absent from the training data", UserWarning)  # reported below
-        if is_classifier(net):
-            proba = net.predict_proba(graphs)
-            table["prediction"] = net.classes_[proba.argmax(axis=1)]
-            for k, label in enumerate(net.classes_):
-                table[f"proba_{label}"] = proba[:, k]
-        else:
-            pred = net.predict(graphs)
-            if pred.ndim == 1:
-                table["prediction"] = pred
-            else:
-                for k in range(pred.shape[1]):
-                    table[f"prediction_{k}"] = pred[:, k]
-    if hasattr(net, "elements_"):
-        table["unseen_elements"] = [" ".join(symbols) for symbols in unseen]
-    with _output(output, args.force) as tmp:
-        table.to_csv(tmp, index=False)
-    print(f"predictions written to {output}")
-    if flagged:
-        print(f"warning: {len(flagged)} of {len(ids)} structures hold elements absent from the model's training "
-              "data; their predictions are extrapolations (column unseen_elements)", file=sys.stderr)
+        counts = predict_to_csv(model, args.inputs, output, args.structure_column, args.id_column,
+                                chunk_size=args.chunk_size, resume=args.resume, force=args.force,
+                                on_error=args.on_error, strict=args.strict)
+    print(f"{counts['written'] + counts['resumed']} predictions written to {output}"
+          + (f" ({counts['resumed']} from the interrupted run)" if counts["resumed"] else ""))
+    if counts["unseen"]:
+        print(f"warning: {counts['unseen']} structures hold elements absent from the model's training data; their "
+              "predictions are extrapolations (column unseen_elements)", file=sys.stderr)
+    if counts["refused"]:
+        print(f"skcgcnn: {counts['refused']} structures refused, listed with the reason in "
+              f"{output.with_name(output.name + '.errors.csv')}", file=sys.stderr)
+        return 2 if args.strict else 0
     return 0
 
 
@@ -805,8 +721,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", default="predictions.csv", help="the CSV file written")
     predict.add_argument("--force", action="store_true", help="overwrite an existing output file")
     predict.add_argument("--strict", action="store_true",
-                         help="refuse structures with elements the model never saw in training, instead of "
-                              "predicting them and flagging them in the column unseen_elements")
+                         help="refuse structures with elements the model never saw in training (listed in "
+                              "OUTPUT.errors.csv, exit status 2), instead of predicting and flagging them in the "
+                              "column unseen_elements")
+    predict.add_argument("--chunk-size", type=int, default=4096,
+                         help="structures read, featurized, predicted and written at a time")
+    predict.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run from OUTPUT.partial, skipping the ids written")
+    predict.add_argument("--on-error", choices=["stop", "skip"], default="stop",
+                         help="a structure that cannot be read stops the run, or is listed in OUTPUT.errors.csv")
     predict.set_defaults(func=_predict)
 
     models = sub.add_parser("models", help="list the released models that 'predict' takes by name")

@@ -6,7 +6,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "remove_stale_temporaries", "process_alive", "MODEL_SUFFIX"]
+__all__ = ["atomic_path", "publish", "remove_stale_temporaries", "process_alive", "MODEL_SUFFIX"]
 
 #: The file name suffix of skcgcnn model files (:mod:`skcgcnn.persistence`).
 MODEL_SUFFIX = ".skcgcnn"
@@ -52,19 +52,41 @@ def atomic_path(path, overwrite: bool = True):
     tmp = _temporary(path, os.getpid())
     try:
         yield tmp
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links: check, then rename
-                if path.exists():
-                    raise FileExistsError(f"{path} exists") from None
-                os.replace(tmp, path)
+        publish(tmp, path, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def publish(source, path, overwrite: bool = True) -> None:
+    """Put the finished file ``source`` under the name ``path`` in one step.
+
+    Parameters
+    ----------
+    source, path : str or path-like
+        On the same file system.
+    overwrite : bool, default=True
+        With False, only if no file of that name exists at that moment; on
+        failure ``source`` stays where it was.
+
+    Raises
+    ------
+    FileExistsError
+        With ``overwrite=False``, if ``path`` exists.
+    """
+    source, path = Path(source), Path(path)
+    if overwrite:
+        os.replace(source, path)
+        return
+    try:
+        os.link(source, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            raise FileExistsError(f"{path} exists") from None
+        os.replace(source, path)
+    else:
+        source.unlink()
 
 
 def remove_stale_temporaries(folder) -> list[Path]:

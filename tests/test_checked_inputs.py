@@ -152,4 +152,6 @@ def test_elements_never_seen_in_training_are_flagged(tmp_path, data):
     table = pd.read_csv(out, keep_default_na=False).set_index("id")
     assert table.unseen_elements.to_dict() == {"known": "", "necl": "Ne"}
     assert main(["predict", str(path), str(folder), "-o", str(tmp_path / "q.csv"), "--strict"]) == 2
-    assert not (tmp_path / "q.csv").exists()
+    assert list(pd.read_csv(tmp_path / "q.csv").id) == ["known"]
+    refused = pd.read_csv(tmp_path / "q.csv.errors.csv")
+    assert refused.to_dict("records") == [{"id": "necl", "error": "elements absent from the model's training data: Ne"}]

@@ -1,0 +1,277 @@
+"""Predictions for more structures than fit in memory: read, featurize, predict and write chunk by chunk.
+
+Rows are appended to ``OUTPUT.partial`` as each chunk is done (flushed to
+disk), so memory stays flat in the number of structures and an interrupted
+run loses at most one chunk: run again with ``resume=True`` and the ids
+already written are skipped. The partial file becomes ``OUTPUT`` only when
+every input is done, so a file under the final name is always complete.
+Inputs that cannot be read are reported with their id in
+``OUTPUT.errors.csv`` and skipped, or stop the run, as asked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .files import publish
+
+__all__ = ["iter_inputs", "predict_to_csv", "material_id"]
+
+_STRUCTURE_FILE = re.compile(r"\.(cif|mcif|vasp|poscar|xsf|cssr|json|yaml|yml|res)(\.(gz|bz2|xz))?$", re.IGNORECASE)
+_COMPANIONS = {"id_prop.csv", "atom_init.json"}  # files of the original layout that are not structures
+
+
+def _is_structure_file(path: Path) -> bool:
+    return bool(_STRUCTURE_FILE.search(path.name)) or path.name.upper().startswith(("POSCAR", "CONTCAR", "VASPRUN"))
+
+
+def material_id(path) -> str:
+    """The id a structure file stands for: its name without the format's suffixes.
+
+    Examples
+    --------
+    >>> material_id("diel/mp-10086.cif"), material_id("relaxed/mp-1.vasp.gz"), material_id("POSCAR")
+    ('mp-10086', 'mp-1', 'POSCAR')
+    """
+    name = Path(path).name
+    return _STRUCTURE_FILE.sub("", name) or name
+
+
+def _structure_files(folder: Path, report) -> list[Path]:
+    files, skipped = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name in _COMPANIONS or entry.name.startswith("."):
+            continue
+        (files if entry.is_file() and _is_structure_file(entry) else skipped).append(entry)
+    if not files:
+        raise ValueError(f"{folder} holds no structure files (*.cif, *.vasp, POSCAR*, *.json, ...)")
+    if skipped:
+        names = [p.name + ("/" if p.is_dir() else "") for p in skipped]
+        report(f"{folder}: skipped {len(skipped)} entries that are not structure files: {', '.join(names[:5])}"
+               + (", ..." if len(names) > 5 else ""))
+    return files
+
+
+def iter_inputs(paths, structure_column: str = "cif", id_column: str | None = "id", chunk_size: int = 4096,
+                report=print) -> Iterator[tuple[list, list[str]]]:
+    """Chunks of ``(inputs, ids)`` from structure files, folders of them and CSV files, in the given order.
+
+    A file's id is its name without the format's suffixes (the material id
+    of the original layout); a file whose id was already given gets its path
+    as id. CSV files are read ``chunk_size`` rows at a time.
+
+    Parameters
+    ----------
+    paths : sequence of str or path-like
+    structure_column, id_column : str
+        Columns of CSV files: CIF text, and ids (``None`` numbers the rows).
+    chunk_size : int, default=4096
+    report : callable, default=print
+        Receives a line for each folder entry that is not a structure file.
+
+    Yields
+    ------
+    inputs : list
+        Paths or CIF text.
+    ids : list of str
+    """
+    import pandas as pd
+
+    seen: set[str] = set()
+    items: list = []
+    ids: list[str] = []
+
+    def add(item, ident):
+        ident = str(item) if ident in seen and isinstance(item, Path) else ident
+        seen.add(ident)
+        items.append(item)
+        ids.append(ident)
+
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for file in _structure_files(path, report):
+                add(file, material_id(file))
+                if len(items) == chunk_size:
+                    yield items, ids
+                    items, ids = [], []
+        elif path.name.endswith((".csv", ".csv.gz")):
+            columns = [structure_column] + ([id_column] if id_column else [])
+            try:
+                reader = pd.read_csv(path, chunksize=chunk_size, dtype=str, encoding="utf-8-sig", usecols=columns)
+                for start, frame in enumerate(reader):
+                    numbers = range(start * chunk_size, start * chunk_size + len(frame))
+                    for text, ident in zip(frame[structure_column], frame[id_column] if id_column else numbers):
+                        add(text, str(ident))
+                    if len(items) >= chunk_size:
+                        yield items, ids
+                        items, ids = [], []
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+        elif path.is_file():
+            add(path, material_id(path))
+        else:
+            raise ValueError(f"{path} does not exist")
+        if len(items) >= chunk_size:
+            yield items, ids
+            items, ids = [], []
+    if items:
+        yield items, ids
+
+
+def _done_ids(partial: Path, header: list[str]) -> set[str]:
+    """Ids already in a partial output; a row cut short by a kill is removed first."""
+    data = partial.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(partial, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+        data = data[: data.rfind(b"\n") + 1]
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    if rows and rows[0] != header:
+        raise ValueError(f"{partial} holds the columns {rows[0]}, this model writes {header}: it is the partial "
+                         "output of another model; remove it or write elsewhere")
+    return {row[0] for row in rows[1:] if row}
+
+
+def _append(path: Path, rows: list[list], header: list[str]) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    if new:
+        writer.writerow(header)
+    writer.writerows(rows)
+    with open(path, "a", encoding="utf-8", newline="") as handle:
+        handle.write(text.getvalue())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _graphs_of(featurize, items, ids, on_error):
+    """Graphs of the inputs that can be read, and (id, message) for those that cannot."""
+    try:
+        return featurize(items), list(ids), []
+    except (ValueError, TypeError):
+        if on_error == "stop":
+            raise
+    good, good_ids, errors = [], [], []
+    for item, ident in zip(items, ids):  # one by one, to tell the bad inputs from the good
+        try:
+            good.append(featurize([item]))
+            good_ids.append(ident)
+        except (ValueError, TypeError) as exc:
+            errors.append((ident, str(exc).replace("input 0", str(ident), 1)))
+    if not good:
+        return None, [], errors
+    from .graphs import CrystalGraphs
+
+    return CrystalGraphs.concatenate(good), good_ids, errors
+
+
+def predict_to_csv(model, paths, output, structure_column: str = "cif", id_column: str | None = "id",
+                   chunk_size: int = 4096, resume: bool = False, force: bool = False, on_error: str = "stop",
+                   strict: bool = False, report=print) -> dict:
+    """Predict every input and write ``id``, predictions and ``unseen_elements`` to a CSV file, chunk by chunk.
+
+    Parameters
+    ----------
+    model : fitted CGCNN estimator or Pipeline of a CrystalGraphTransformer and one
+    paths : sequence of str or path-like
+        Structure files, folders of them, CSV files with CIF text.
+    output : str or path-like
+        The CSV file; ``OUTPUT.partial`` holds the rows while the run goes,
+        ``OUTPUT.errors.csv`` the inputs refused.
+    structure_column, id_column : str
+        Columns of CSV inputs.
+    chunk_size : int, default=4096
+        Structures read, featurized and predicted at a time.
+    resume : bool, default=False
+        Continue from ``OUTPUT.partial``: ids already written (or refused)
+        are skipped.
+    force : bool, default=False
+        Replace an existing ``OUTPUT`` (and start afresh over a partial one).
+    on_error : {"stop", "skip"}, default="stop"
+        What an input that cannot be read does: end the run (rows written
+        so far stay in the partial file) or go to the errors file.
+    strict : bool, default=False
+        Refuse inputs with elements the model never saw in training (to the
+        errors file) instead of predicting and flagging them.
+    report : callable, default=print
+
+    Returns
+    -------
+    dict
+        ``written`` (rows of this run), ``resumed`` (rows found), ``refused``
+        (rows in the errors file), ``unseen`` (rows flagged).
+    """
+    from sklearn.base import is_classifier
+    from sklearn.pipeline import Pipeline
+
+    if on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+    output = Path(output)
+    partial = output.with_name(output.name + ".partial")
+    errors_file = output.with_name(output.name + ".errors.csv")
+    net = model[-1] if isinstance(model, Pipeline) else model
+    featurize = model[:-1].transform if isinstance(model, Pipeline) else lambda x: net._as_graphs(x, fitting=False)
+    classifier = is_classifier(net)
+    outputs = ([f"proba_{label}" for label in net.classes_] if classifier
+               else ["prediction"] if getattr(net, "y_ndim_", 1) == 1
+               else [f"prediction_{k}" for k in range(net.n_outputs_)])
+    header = ["id", *(["prediction"] if classifier else []), *outputs, "unseen_elements"]
+    if partial.exists() or errors_file.exists():
+        if force:
+            partial.unlink(missing_ok=True)
+            errors_file.unlink(missing_ok=True)
+        elif not resume:
+            raise ValueError(f"{partial} holds the rows of an interrupted run: pass --resume to continue it or "
+                             "--force to start over")
+    done = _done_ids(partial, header) if partial.exists() else set()
+    refused = _done_ids(errors_file, ["id", "error"]) if errors_file.exists() else set()
+    counts = {"resumed": len(done), "written": 0, "refused": len(refused), "unseen": 0}
+    if done or refused:
+        report(f"resuming: {len(done)} rows written and {len(refused)} refused before are skipped")
+    for items, ids in iter_inputs(paths, structure_column, id_column, chunk_size, report):
+        todo = [k for k, ident in enumerate(ids) if ident not in done and ident not in refused]
+        if not todo:
+            continue
+        graphs, good_ids, errors = _graphs_of(featurize, [items[k] for k in todo], [ids[k] for k in todo],
+                                              on_error)
+        rows = []
+        if graphs is not None:
+            unseen = net.unseen_elements(graphs)
+            keep = np.array([not (strict and symbols) for symbols in unseen])
+            errors += [(i, "elements absent from the model's training data: " + ", ".join(s))
+                       for i, s, k in zip(good_ids, unseen, keep) if not k]
+            if keep.any():
+                graphs = graphs[np.flatnonzero(keep)]
+                good_ids = [i for i, k in zip(good_ids, keep) if k]
+                unseen = [s for s, k in zip(unseen, keep) if k]
+                if classifier:
+                    values = net.predict_proba(graphs)
+                    labels = [[label] for label in net.classes_[values.argmax(axis=1)]]
+                else:
+                    values = np.asarray(net.predict(graphs)).reshape(len(good_ids), -1)
+                    labels = [[]] * len(good_ids)
+                rows += [[ident, *label, *value.tolist(), " ".join(symbols)]
+                         for ident, label, value, symbols in zip(good_ids, labels, values, unseen)]
+                counts["unseen"] += sum(bool(s) for s in unseen)
+        if rows:
+            _append(partial, rows, header)
+            counts["written"] += len(rows)
+        if errors:
+            _append(errors_file, [list(e) for e in errors], ["id", "error"])
+            counts["refused"] += len(errors)
+    if not partial.exists():
+        _append(partial, [], header)
+    try:
+        publish(partial, output, overwrite=force)
+    except FileExistsError:
+        raise ValueError(f"{output} appeared while this command ran; the rows stay in {partial}") from None
+    return counts

@@ -1,0 +1,103 @@
+"""Prediction in chunks: flat memory, resumable after a kill, bad inputs reported with their id."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from skcgcnn import CGCNNRegressor, CrystalGraphTransformer
+from skcgcnn.cli import main
+from skcgcnn.datasets import make_ionic_crystals
+from skcgcnn.persistence import save_model
+from skcgcnn.streaming import iter_inputs, predict_to_csv
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream")
+    X, y = make_ionic_crystals(80, random_state=6)
+    reg = CGCNNRegressor(max_epochs=2, batch_size=16, atom_fea_len=16, h_fea_len=16, random_state=0).fit(X, y)
+    model = save_model(reg, root / "m.skcgcnn")
+    folder = root / "cifs"
+    folder.mkdir()
+    for i, s in enumerate(X):
+        s.to(filename=str(folder / f"mp-{i:03d}.cif"))
+    return reg, model, folder, X
+
+
+def test_chunks_give_the_same_predictions_as_one_call(tmp_path, setup):
+    reg, model, folder, X = setup
+    assert main(["predict", str(model), str(folder), "-o", str(tmp_path / "p.csv"), "--chunk-size", "7"]) == 0
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert list(table.id) == [f"mp-{i:03d}" for i in range(80)]
+    np.testing.assert_allclose(table.prediction, reg.predict(X), rtol=1e-5)
+    chunks = list(iter_inputs([folder], chunk_size=32))
+    assert [len(ids) for _, ids in chunks] == [32, 32, 16]
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, setup):
+    reg, model, folder, X = setup
+    output = tmp_path / "p.csv"
+    partial = tmp_path / "p.csv.partial"
+    command = [sys.executable, "-m", "skcgcnn", "predict", str(model), str(folder), "-o", str(output),
+               "--chunk-size", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if partial.exists() and partial.read_text().count("\n") > 5:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not output.exists() and partial.exists()
+    with open(partial, "a") as handle:
+        handle.write("mp-07")  # a row cut short by the kill
+    assert main(["predict", str(model), str(folder), "-o", str(output)]) == 2  # refuses to start over silently
+    assert main(["predict", str(model), str(folder), "-o", str(output), "--resume"]) == 0
+    table = pd.read_csv(output)
+    assert list(table.id) == [f"mp-{i:03d}" for i in range(80)]  # each id once, none cut
+    np.testing.assert_allclose(table.prediction, reg.predict(X), rtol=1e-5)
+    assert not partial.exists()
+
+
+def test_bad_inputs_stop_the_run_or_are_listed_with_their_id(tmp_path, setup):
+    reg, model, folder, X = setup
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for i in range(5):
+        X[i].to(filename=str(mixed / f"ok-{i}.cif"))
+    (mixed / "broken.cif").write_text("data_x\n_cell_length_a 4\nnot a cif\n")
+    output = tmp_path / "p.csv"
+    assert main(["predict", str(model), str(mixed), "-o", str(output)]) == 2
+    assert not output.exists()
+    assert main(["predict", str(model), str(mixed), "-o", str(output), "--on-error", "skip", "--force"]) == 0
+    assert sorted(pd.read_csv(output).id) == [f"ok-{i}" for i in range(5)]
+    errors = pd.read_csv(tmp_path / "p.csv.errors.csv")
+    assert list(errors.id) == ["broken"] and "broken.cif" in errors.error[0]
+
+
+class _Counting(CrystalGraphTransformer):
+    """Records the size of every batch it featurizes."""
+
+    sizes: list = []
+
+    def transform(self, X):
+        _Counting.sizes.append(len(X))
+        return super().transform(X)
+
+
+def test_no_more_than_a_chunk_is_held_at_a_time(tmp_path, setup):
+    reg, _, _, X = setup
+    texts = [s.to(fmt="cif") for s in X]
+    path = tmp_path / "many.csv"
+    pd.DataFrame({"id": [f"c{i}" for i in range(1000)], "cif": [texts[i % 80] for i in range(1000)]}).to_csv(path)
+    _Counting.sizes = []
+    pipe = Pipeline([("graph", _Counting()), ("cgcnn", reg)])
+    counts = predict_to_csv(pipe, [path], tmp_path / "out.csv", chunk_size=150, report=lambda line: None)
+    assert counts["written"] == 1000 and len(pd.read_csv(tmp_path / "out.csv")) == 1000
+    assert max(_Counting.sizes) == 150 and sum(_Counting.sizes) == 1000
