@@ -215,6 +215,8 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
 
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+    if int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
     errors_file = output.with_name(output.name + ".errors.csv")
