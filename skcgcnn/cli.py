@@ -261,7 +261,7 @@ def _fit(args: argparse.Namespace) -> int:
             raise ValueError(f"{run.path}: the run is complete; there is nothing to resume")
         n_jobs = args.n_jobs
         args = argparse.Namespace(**{**run.record["arguments"], "func": args.func, "resume": str(run.path),
-                                     "received_signals": args.received_signals})
+                                     "received_signals": args.received_signals, "argv": args.argv})
         args.n_jobs = n_jobs if n_jobs is not None else args.n_jobs
     elif args.data is None:
         raise ValueError("give DATA to train on (or --resume FOLDER to continue a run)")
@@ -284,7 +284,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _arguments(args) -> dict:
-    return {k: v for k, v in vars(args).items() if k not in ("func", "resume", "force", "received_signals")}
+    return {k: v for k, v in vars(args).items()
+            if k not in ("func", "resume", "force", "received_signals", "argv")}
 
 
 def _fit_callbacks(args, run, transformer, graphs, y, val, classification):
@@ -341,7 +342,9 @@ def _fit_run(args, run) -> int:
     train, val, test = _split_indices(args, sets, len(ids), np.asarray(y) if classification else None)
     _check_fit_options(args, len(val) > 0)
     done = run.epochs_done()
-    run.update(status="running", command="skcgcnn " + " ".join(sys.argv[1:]), arguments=_arguments(args),
+    command = "skcgcnn " + " ".join(args.argv)
+    run.update(status="running", command=run.record.get("command", command) if args.resume else command,
+               resumed_with=command if args.resume else None, arguments=_arguments(args),
                versions=package_versions(), data={"n_crystals": len(ids), "fingerprint": fingerprint},
                split={"train": len(train), "val": len(val), "test": len(test)}, epochs_done=done,
                resumed_at_epoch=done if args.resume else None)
@@ -765,6 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runs import exit_status, stop_on_signals
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     with stop_on_signals() as received:
         args.received_signals = received
         try:
