@@ -32,6 +32,14 @@ class _EnsembleMixin:
 
     _member_class: type
 
+    def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
+                 random_state=None):
+        self.estimator = estimator
+        self.n_estimators = n_estimators
+        self.bootstrap = bootstrap
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
@@ -130,14 +138,6 @@ class CGCNNEnsembleRegressor(_EnsembleMixin, RegressorMixin, BaseEstimator):
 
     _member_class = CGCNNRegressor
 
-    def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
-                 random_state=None):
-        self.estimator = estimator
-        self.n_estimators = n_estimators
-        self.bootstrap = bootstrap
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -193,14 +193,6 @@ class CGCNNEnsembleClassifier(_EnsembleMixin, ClassifierMixin, BaseEstimator):
     """
 
     _member_class = CGCNNClassifier
-
-    def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
-                 random_state=None):
-        self.estimator = estimator
-        self.n_estimators = n_estimators
-        self.bootstrap = bootstrap
-        self.n_jobs = n_jobs
-        self.random_state = random_state
 
     def fit(self, X, y):
         """Train the members; see :meth:`CGCNNEnsembleRegressor.fit`.
