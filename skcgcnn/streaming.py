@@ -158,15 +158,18 @@ def _graphs_of(featurize, items, ids, on_error):
     try:
         return featurize(items), list(ids), []
     except (ValueError, TypeError):
-        if on_error == "stop":
-            raise
+        pass
     good, good_ids, errors = [], [], []
-    for item, ident in zip(items, ids):  # one by one, to tell the bad inputs from the good
+    for item, ident in zip(items, ids):  # one by one, to name the bad inputs by their ids
         try:
             good.append(featurize([item]))
             good_ids.append(ident)
         except (ValueError, TypeError) as exc:
-            errors.append((ident, str(exc).replace("input 0", str(ident), 1)))
+            message = str(exc).replace("input 0", str(ident), 1)
+            if on_error == "stop":
+                raise type(exc)(f"{message}; the rows before it are kept: fix or remove it and run again with "
+                                "--resume, or pass --on-error skip") from None
+            errors.append((ident, message))
     if not good:
         return None, [], errors
     from .graphs import CrystalGraphs

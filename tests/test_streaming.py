@@ -65,7 +65,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, setup):
     assert not partial.exists()
 
 
-def test_bad_inputs_stop_the_run_or_are_listed_with_their_id(tmp_path, setup):
+def test_bad_inputs_stop_the_run_or_are_listed_with_their_id(tmp_path, setup, capsys):
     reg, model, folder, X = setup
     mixed = tmp_path / "mixed"
     mixed.mkdir()
@@ -75,6 +75,7 @@ def test_bad_inputs_stop_the_run_or_are_listed_with_their_id(tmp_path, setup):
     output = tmp_path / "p.csv"
     assert main(["predict", str(model), str(mixed), "-o", str(output)]) == 2
     assert not output.exists()
+    assert "broken (" in capsys.readouterr().err  # named by its id, not by a position in a chunk
     assert main(["predict", str(model), str(mixed), "-o", str(output), "--on-error", "skip", "--force"]) == 0
     assert sorted(pd.read_csv(output).id) == [f"ok-{i}" for i in range(5)]
     errors = pd.read_csv(tmp_path / "p.csv.errors.csv")
