@@ -765,11 +765,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from .runs import exit_status, stop_on_signals
+    from contextlib import redirect_stdout
+
+    from .runs import Tee, exit_status, stop_on_signals
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    with stop_on_signals() as received:
+    with stop_on_signals() as received, redirect_stdout(Tee(sys.stdout)):  # no colour codes in redirected output
         args.received_signals = received
         try:
             return args.func(args)

@@ -269,9 +269,12 @@ def stop_on_signals():
 
 
 class Tee:
-    """A text stream that writes to ``stream`` and to a log file, without colour codes where they do not belong."""
+    """A text stream that writes to ``stream`` (and to a log file), without colour codes where they do not belong.
 
-    def __init__(self, stream, log):
+    Colour codes reach ``stream`` only when it is a terminal, and never the log.
+    """
+
+    def __init__(self, stream, log=None):
         self.stream = stream
         self.log = log
         self.colour = getattr(stream, "isatty", lambda: False)()
@@ -279,12 +282,14 @@ class Tee:
     def write(self, text: str) -> int:
         plain = _ANSI.sub("", text)
         self.stream.write(text if self.colour else plain)
-        self.log.write(plain)
+        if self.log is not None:
+            self.log.write(plain)
         return len(text)
 
     def flush(self) -> None:
         self.stream.flush()
-        self.log.flush()
+        if self.log is not None:
+            self.log.flush()
 
     def isatty(self) -> bool:
         return self.colour

@@ -118,3 +118,9 @@ def test_the_default_search_space_does_not_ask_for_more_neighbours_than_a_small_
 
     space = default_search_space(Pipeline([("graph", CrystalGraphTransformer()), ("cgcnn", CGCNNRegressor())]))
     assert space["graph__radius"].low >= 6.0
+
+
+def test_no_colour_codes_reach_redirected_output(capsys):
+    assert main(["demo", "--n-samples", "30", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch" in out and "\x1b[" not in out
