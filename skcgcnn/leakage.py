@@ -26,10 +26,9 @@ def _formula_keys(X, graphs: CrystalGraphs | None) -> list[tuple]:
     if graphs is None:
         return [tuple(sorted((el.Z, int(n)) for el, n in as_structure(x, i).composition.reduced_composition.items()))
                 for i, x in enumerate(X)]
-    crystal = np.repeat(np.arange(len(graphs)), graphs.n_atoms)
     keys = []
-    for k in range(len(graphs)):
-        z, counts = np.unique(graphs.atomic_numbers[crystal == k], return_counts=True)
+    for start, stop in zip(graphs.offsets[:-1], graphs.offsets[1:]):
+        z, counts = np.unique(graphs.atomic_numbers[start:stop], return_counts=True)
         divisor = gcd(*counts.tolist())
         keys.append(tuple(zip(z.tolist(), (counts // divisor).tolist())))
     return keys

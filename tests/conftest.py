@@ -5,6 +5,15 @@ from pymatgen.core import Lattice, Structure
 from skcgcnn.datasets import make_ionic_crystals
 
 
+def write_original_layout(folder, structures, targets, prefix: str = "mp-"):
+    """A folder in the original CGCNN layout: ``<prefix><i>.cif`` files and their ``id_prop.csv``."""
+    folder.mkdir()
+    for i, s in enumerate(structures):
+        s.to(filename=str(folder / f"{prefix}{i}.cif"))
+    (folder / "id_prop.csv").write_text("".join(f"{prefix}{i},{t}\n" for i, t in enumerate(targets)))
+    return folder
+
+
 def varied_structures(n: int, seed: int = 0) -> list[Structure]:
     """1-atom cells, skewed triclinic cells, small ionic cells and 100+ atom supercells."""
     rng = np.random.default_rng(seed)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from pymatgen.core import IStructure, Lattice, Structure
 
+from conftest import write_original_layout
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
 from skcgcnn.cli import main
 from skcgcnn.datasets import load_cgcnn_dir, load_csv, make_ionic_crystals
@@ -50,11 +51,7 @@ def test_a_cuda_request_without_cuda_is_refused_in_one_line(data, tmp_path, caps
     X, y = data
     with pytest.raises(ValueError, match="sees no CUDA GPU"):
         CGCNNRegressor(device="cuda", **FAST).fit(X, y)
-    folder = tmp_path / "d"
-    folder.mkdir()
-    for i, s in enumerate(X):
-        s.to(filename=str(folder / f"c{i}.cif"))
-    (folder / "id_prop.csv").write_text("".join(f"c{i},{v}\n" for i, v in enumerate(y)))
+    folder = write_original_layout(tmp_path / "d", X, y)
     assert main(["fit", str(folder), "--device", "cuda", "-o", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sees no CUDA GPU" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ import pytest
 
 from sklearn.pipeline import Pipeline
 
+from conftest import write_original_layout
 from skcgcnn.cli import main
 from skcgcnn.persistence import load_model
 from skcgcnn.datasets import make_ionic_crystals
@@ -21,13 +22,7 @@ def crystals():
 
 @pytest.fixture
 def original_layout(tmp_path, crystals):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    structures, y = crystals
-    for i, s in enumerate(structures):
-        s.to(filename=str(folder / f"id{i}.cif"))
-    (folder / "id_prop.csv").write_text("".join(f"id{i},{v}\n" for i, v in enumerate(y)))
-    return folder
+    return write_original_layout(tmp_path / "data", *crystals, prefix="id")
 
 
 def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, capsys):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from skorch.callbacks import Callback, EarlyStopping
 
+from conftest import write_original_layout
 from skcgcnn import CGCNNRegressor
 from skcgcnn import cli
 from skcgcnn.callbacks import TimeBudget
@@ -31,13 +32,7 @@ def crystals():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, crystals):
-    folder = tmp_path_factory.mktemp("runs") / "data"
-    folder.mkdir()
-    structures, y = crystals
-    for i, s in enumerate(structures):
-        s.to(filename=str(folder / f"mp-{i}.cif"))
-    (folder / "id_prop.csv").write_text("".join(f"mp-{i},{v}\n" for i, v in enumerate(y)))
-    return folder
+    return write_original_layout(tmp_path_factory.mktemp("runs") / "data", *crystals)
 
 
 def test_a_fit_run_folder_holds_what_reproduces_and_audits_it(tmp_path, data, crystals):
@@ -136,12 +131,8 @@ def test_a_fixed_split_from_a_file_or_from_separate_folders(tmp_path, data, crys
     written = pd.read_csv(tmp_path / "a" / "split.csv")
     assert list(written.set) == sets
 
-    test_folder = tmp_path / "test"
-    test_folder.mkdir()
     structures, y = crystals
-    for i in range(5):
-        structures[i].to(filename=str(test_folder / f"t-{i}.cif"))
-    (test_folder / "id_prop.csv").write_text("".join(f"t-{i},{y[i]}\n" for i in range(5)))
+    test_folder = write_original_layout(tmp_path / "test", structures[:5], y[:5], prefix="t-")
     assert main(["fit", str(data), "--test-data", str(test_folder), "-o", str(tmp_path / "b"), "--epochs", "1",
                  *SMALL]) == 0
     tested = pd.read_csv(tmp_path / "b" / "test_predictions.csv")

@@ -10,6 +10,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from skorch.callbacks import Callback
 
+from conftest import write_original_layout
 from skcgcnn import CGCNNRegressor
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.tuning import make_storage, tune
@@ -19,13 +20,8 @@ SMALL = ["--batch-size", "16", "--atom-fea-len", "8", "--h-fea-len", "8", "--n-c
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tune") / "data"
-    folder.mkdir()
-    structures, y = make_ionic_crystals(30, random_state=2)
-    for i, s in enumerate(structures):
-        s.to(filename=str(folder / f"c{i}.cif"))
-    (folder / "id_prop.csv").write_text("".join(f"c{i},{v}\n" for i, v in enumerate(y)))
-    return folder
+    return write_original_layout(tmp_path_factory.mktemp("tune") / "data", *make_ionic_crystals(30, random_state=2),
+                                 prefix="c")
 
 
 def _worker(data, journal, output, n_trials, epochs):

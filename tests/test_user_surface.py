@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from conftest import write_original_layout  # noqa: E402
 from skcgcnn import CGCNNClassifier, CrystalGraphTransformer  # noqa: E402
 from skcgcnn.cli import build_parser, main  # noqa: E402
 from skcgcnn.datasets import load_cgcnn_dir, make_ionic_crystals  # noqa: E402
@@ -26,12 +27,7 @@ def crystals():
 
 
 def _layout(folder, crystals, labels):
-    structures, _ = crystals
-    folder.mkdir()
-    for i, s in enumerate(structures):
-        s.to(filename=str(folder / f"mp-{i}.cif"))
-    (folder / "id_prop.csv").write_text("".join(f"mp-{i},{label}\n" for i, label in enumerate(labels)))
-    return folder
+    return write_original_layout(folder, crystals[0], labels)
 
 
 def test_plot_roc_applies_pos_label_to_the_right_column():
