@@ -718,9 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--trust-pickle", action="store_true",
                          help="read MODEL even if it is a pickle (joblib.dump): loading a pickle runs any code it "
                               "holds, so pass this only for files you made or whose source you trust")
-    predict.add_argument("inputs", nargs="+", help="structure files, folders of them, or CSV files")
+    predict.add_argument("inputs", nargs="+",
+                         help="structure files, folders of them, CSV files, or ASE databases (*.db)")
     predict.add_argument("--structure-column", default="cif", help="CSV column with CIF text")
-    predict.add_argument("--id-column", default="id", help="CSV column with ids")
+    predict.add_argument("--id-column", default="id",
+                         help="CSV column with ids; in an ASE database the key with ids ('id': the row ids)")
     predict.add_argument("-o", "--output", default="predictions.csv", help="the CSV file written")
     predict.add_argument("--force", action="store_true", help="overwrite an existing output file")
     predict.add_argument("--strict", action="store_true",

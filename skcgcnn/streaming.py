@@ -15,6 +15,7 @@ import csv
 import io
 import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,19 +60,39 @@ def _structure_files(folder: Path, report) -> list[Path]:
     return files
 
 
+def _ase_database_rows(path: Path, id_column: str | None) -> Iterator[tuple[object, str]]:
+    """``(Atoms, id)`` of each row of an ASE database, read one at a time by ASE's own cursor."""
+    try:
+        import ase.db
+    except ImportError:
+        raise ValueError(f"{path}: reading an ASE database needs ASE (pip install ase)") from None
+    try:
+        for number, row in enumerate(ase.db.connect(str(path), type="db").select(), start=1):
+            ident = row.get(id_column) if id_column else number
+            if ident is None:
+                raise ValueError(f"{path}: row {row.id} has no key {id_column!r}; pass the key that holds "
+                                 "material ids (--id-column), or 'id' for the row ids")
+            yield row.toatoms(), str(ident)
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{path}: not a readable ASE database ({exc})") from None
+
+
 def iter_inputs(paths, structure_column: str = "cif", id_column: str | None = "id", chunk_size: int = 4096,
                 report=print) -> Iterator[tuple[list, list[str]]]:
-    """Chunks of ``(inputs, ids)`` from structure files, folders of them and CSV files, in the given order.
+    """Chunks of ``(inputs, ids)`` from structure files, folders of them, CSV files and ASE databases, in order.
 
     A file's id is its name without the format's suffixes (the material id
     of the original layout); a file whose id was already given gets its path
-    as id. CSV files are read ``chunk_size`` rows at a time.
+    as id. CSV files are read ``chunk_size`` rows at a time, ASE databases
+    (``*.db``, SQLite) one row at a time.
 
     Parameters
     ----------
     paths : sequence of str or path-like
     structure_column, id_column : str
-        Columns of CSV files: CIF text, and ids (``None`` numbers the rows).
+        Columns of CSV files: CIF text, and ids (``None`` numbers the
+        rows). In an ASE database ``id_column`` is the key holding the ids
+        (``"id"``: the row ids).
     chunk_size : int, default=4096
     report : callable, default=print
         Receives a line for each folder entry that is not a structure file.
@@ -79,7 +100,7 @@ def iter_inputs(paths, structure_column: str = "cif", id_column: str | None = "i
     Yields
     ------
     inputs : list
-        Paths or CIF text.
+        Paths, CIF text or ASE ``Atoms``.
     ids : list of str
     """
     import pandas as pd
@@ -115,6 +136,12 @@ def iter_inputs(paths, structure_column: str = "cif", id_column: str | None = "i
                         items, ids = [], []
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
+        elif path.suffix == ".db" and path.is_file():
+            for atoms, ident in _ase_database_rows(path, id_column):
+                add(atoms, ident)
+                if len(items) == chunk_size:
+                    yield items, ids
+                    items, ids = [], []
         elif path.is_file():
             add(path, material_id(path))
         else:
@@ -184,9 +211,11 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
 
     Parameters
     ----------
-    model : fitted CGCNN estimator or Pipeline of a CrystalGraphTransformer and one
+    model : fitted CGCNN estimator or ensemble, or Pipeline of a CrystalGraphTransformer and one
+        An ensemble regressor adds a ``std`` column (the members' spread).
     paths : sequence of str or path-like
-        Structure files, folders of them, CSV files with CIF text.
+        Structure files, folders of them, CSV files with CIF text, ASE
+        databases (``*.db``).
     output : str or path-like
         The CSV file; ``OUTPUT.partial`` holds the rows while the run goes,
         ``OUTPUT.errors.csv`` the inputs refused.
@@ -226,9 +255,12 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
     net = model[-1] if isinstance(model, Pipeline) else model
     featurize = model[:-1].transform if isinstance(model, Pipeline) else lambda x: net._as_graphs(x, fitting=False)
     classifier = is_classifier(net)
+    spread = not classifier and hasattr(net, "estimators_")  # an ensemble: its members' standard deviation too
+    members = net.estimators_[0] if spread else net
     outputs = ([f"proba_{label}" for label in net.classes_] if classifier
-               else ["prediction"] if getattr(net, "y_ndim_", 1) == 1
-               else [f"prediction_{k}" for k in range(net.n_outputs_)])
+               else ["prediction"] if getattr(members, "y_ndim_", 1) == 1
+               else [f"prediction_{k}" for k in range(members.n_outputs_)])
+    outputs += [name.replace("prediction", "std") for name in outputs] if spread else []
     header = ["id", *(["prediction"] if classifier else []), *outputs, "unseen_elements"]
     if partial.exists() or errors_file.exists():
         if force:
@@ -262,7 +294,8 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
                     values = net.predict_proba(graphs)
                     labels = [[label] for label in net.classes_[values.argmax(axis=1)]]
                 else:
-                    values = np.asarray(net.predict(graphs)).reshape(len(good_ids), -1)
+                    found = net.predict(graphs, return_std=True) if spread else (net.predict(graphs),)
+                    values = np.hstack([np.asarray(v).reshape(len(good_ids), -1) for v in found])
                     labels = [[]] * len(good_ids)
                 rows += [[ident, *label, *value.tolist(), " ".join(symbols)]
                          for ident, label, value, symbols in zip(good_ids, labels, values, unseen)]

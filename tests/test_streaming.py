@@ -102,3 +102,29 @@ def test_no_more_than_a_chunk_is_held_at_a_time(tmp_path, setup):
     counts = predict_to_csv(pipe, [path], tmp_path / "out.csv", chunk_size=150, report=lambda line: None)
     assert counts["written"] == 1000 and len(pd.read_csv(tmp_path / "out.csv")) == 1000
     assert max(_Counting.sizes) == 150 and sum(_Counting.sizes) == 1000
+
+
+def test_an_ase_database_is_read_row_by_row_with_ids_from_a_key(tmp_path, setup):
+    ase_db = pytest.importorskip("ase.db")
+    from ase import Atoms
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    reg, model, _, X = setup
+    path = tmp_path / "candidates.db"
+    with ase_db.connect(str(path)) as database:
+        for i, s in enumerate(X[:30]):
+            database.write(AseAtomsAdaptor.get_atoms(s), material_id=f"gen-{i}")
+        database.write(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]), material_id="molecule")
+    output = tmp_path / "p.csv"
+    assert main(["predict", str(model), str(path), "-o", str(output), "--id-column", "material_id",
+                 "--chunk-size", "8", "--on-error", "skip"]) == 0
+    table = pd.read_csv(output)
+    assert list(table.id) == [f"gen-{i}" for i in range(30)]
+    np.testing.assert_allclose(table.prediction, reg.predict(X[:30]), rtol=1e-5)
+    assert list(pd.read_csv(tmp_path / "p.csv.errors.csv").id) == ["molecule"]
+    assert [ids[:2] for _, ids in iter_inputs([path], chunk_size=16)] == [["1", "2"], ["17", "18"]]
+    with pytest.raises(ValueError, match="row 1 has no key 'mp_id'"):
+        list(iter_inputs([path], id_column="mp_id"))
+    (tmp_path / "broken.db").write_text("not a database")
+    with pytest.raises(ValueError, match="broken.db: not a readable ASE database"):
+        list(iter_inputs([tmp_path / "broken.db"]))
