@@ -36,7 +36,17 @@ def hardware(device: str = "cpu") -> str:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB."""
+    """Peak resident memory of this process so far, in MiB.
+
+    Linux's VmHWM, which starts afresh in a new program; ``ru_maxrss`` keeps the peak of the process that
+    started it (it survives fork and exec), so a child of a large parent would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

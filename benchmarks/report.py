@@ -113,8 +113,22 @@ def uncertainty() -> str:
     return table(header, rows)
 
 
+def scale() -> str:
+    rows = []
+    for r in records("scale"):
+        if r["stage"] == "featurize":
+            what = "featurize + save" if r["mode"] == "featurized" else "save (graphs replicated)"
+            memory = f"{r['peak_rss_mib']:.0f} (workers {r['worker_peak_rss_mib']:.0f})"
+        else:
+            what, memory = "predict from disk", f"{r['peak_rss_mib']:.0f} (after loading {r['rss_before_mib']:.0f})"
+        rows.append([f"{r['n_crystals']:,}", what, r["seconds"], f"{r['crystals_per_s']:,.0f}",
+                     r.get("disk_mib", ""), memory, r["date"]])
+    header = ["crystals", "step", "seconds", "crystals/s", "graphs on disk (MiB)", "peak RSS (MiB)", "date"]
+    return table(header, rows)
+
+
 if __name__ == "__main__":
     for title, body in (("Table I", table1()), ("Training speed", speed()), ("Optimizer recipes", recipes()),
                         ("Featurization", featurize()), ("Neighbour rules", neighbour_rules()),
-                        ("Duplicates", duplicates()), ("Uncertainty", uncertainty())):
+                        ("Duplicates", duplicates()), ("Uncertainty", uncertainty()), ("Scale", scale())):
         print(f"## {title}\n\n{body}\n")

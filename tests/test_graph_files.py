@@ -47,3 +47,41 @@ def test_graph_folders_are_not_overwritten_and_damage_is_named(tmp_path, graphs)
     with pytest.raises(ValueError, match="is not a folder of crystal graphs; it is left as it is"):
         save_graphs(g, tmp_path / "mine", force=True)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_chunks_written_as_they_come_make_the_same_folder(tmp_path, graphs):
+    g, _ = graphs
+    produced = []
+
+    def chunks():
+        for start in range(0, len(g), 7):
+            produced.append(start)
+            yield g[start : start + 7]
+
+    back = load_graphs(save_graphs(chunks(), tmp_path / "chunked.graphs"))
+    assert produced == list(range(0, 60, 7))
+    for name in ("atomic_numbers", "nbr_count", "nbr_shared", "nbr_idx", "nbr_dist", "offsets", "edge_offsets"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(g, name))
+        assert getattr(back, name).dtype == getattr(g, name).dtype
+    other = CrystalGraphTransformer(radius=6.0).transform(make_ionic_crystals(3, random_state=0)[0])
+    with pytest.raises(ValueError, match="chunk 1 was built with"):
+        save_graphs(iter([g[:3], other]), tmp_path / "mixed.graphs")
+    with pytest.raises(ValueError, match="no crystal graphs to save"):
+        save_graphs(iter([]), tmp_path / "empty.graphs")
+    assert not (tmp_path / "mixed.graphs").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_chunks_read_back_in_order_without_a_map(tmp_path, graphs):
+    from skcgcnn.graph_files import iter_graphs
+
+    g, _ = graphs
+    path = save_graphs(g, tmp_path / "set.graphs")
+    chunks = list(iter_graphs(path, chunk_size=25))
+    assert [len(c) for c in chunks] == [25, 25, 10]
+    assert not any(isinstance(c.nbr_dist, np.memmap) for c in chunks)
+    joined = type(g).concatenate(chunks)
+    for name in ("atomic_numbers", "nbr_count", "nbr_shared", "nbr_idx", "nbr_dist", "offsets", "edge_offsets"):
+        np.testing.assert_array_equal(getattr(joined, name), getattr(g, name))
+    np.save(path / "nbr_dist.npy", g.nbr_dist[:-5])
+    with pytest.raises(ValueError, match="nbr_dist.npy: holds fewer values than the offsets need"):
+        list(iter_graphs(path, chunk_size=25))
