@@ -14,6 +14,7 @@ from numbers import Integral
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
@@ -93,7 +94,12 @@ class _EnsembleMixin:
         self.graph_settings_ = self.estimators_[0].graph_settings_
         return self
 
-    def _graphs(self, X) -> CrystalGraphs:
+    def _as_graphs(self, X, fitting: bool = False) -> CrystalGraphs:
+        """Graphs of ``X`` with the members' settings (the same interface as the estimators', for prediction)."""
+        if fitting:
+            raise ValueError("an ensemble featurizes for fitting in fit")
+        if not hasattr(self, "estimators_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
         return self.estimators_[0]._as_graphs(X, fitting=False)
 
     def unseen_elements(self, X) -> list[list[str]]:
@@ -160,7 +166,7 @@ class CGCNNEnsembleRegressor(_EnsembleMixin, RegressorMixin, BaseEstimator):
         std : ndarray of the same shape
             Only when ``return_std`` is true.
         """
-        graphs = self._graphs(X)
+        graphs = self._as_graphs(X)
         predictions = np.stack([member.predict(graphs) for member in self.estimators_])
         mean = predictions.mean(axis=0)
         return (mean, predictions.std(axis=0)) if return_std else mean
@@ -221,7 +227,7 @@ class CGCNNEnsembleClassifier(_EnsembleMixin, ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_crystals, n_classes)
         """
-        graphs = self._graphs(X)
+        graphs = self._as_graphs(X)
         total = np.zeros((len(graphs), len(self.classes_)))
         for member in self.estimators_:
             total[:, np.searchsorted(self.classes_, member.classes_)] += member.predict_proba(graphs)

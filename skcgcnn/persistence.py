@@ -4,7 +4,8 @@ A model file holds what predicting needs and nothing else: the estimator's
 plain parameters, the graph settings with their atom feature table, the
 target scaling or the class labels, the elements seen in training, the
 network's weights, the package versions that wrote it and, for an imported
-checkpoint, where it came from.
+checkpoint, where it came from. An ensemble
+(:mod:`skcgcnn.ensemble`) is held as the records of its members.
 No training data, no optimizer state, no callbacks. It is written with
 ``torch.save`` and read with ``torch.load(weights_only=True)``, which
 accepts tensors, numbers, strings and containers of them only: a file that
@@ -33,7 +34,8 @@ from .nn import CGCNN
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "skcgcnn-model"
-FORMAT_VERSION = 1
+# Version 2 added ensembles; a file of a single model is still written as version 1, which older readers take.
+FORMAT_VERSION = 2
 _PLAIN = (bool, int, float, str, type(None))
 _PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy", "joblib", "optuna", "pandas")
 
@@ -77,21 +79,36 @@ def package_versions() -> dict:
     return {**found, "python": sys.version.split()[0]}
 
 
-def _estimator_record(estimator) -> dict:
+def _saved_class(estimator) -> type:
+    """The estimator class a model file records: a data-parallel estimator is saved as its plain form."""
+    from .accelerated import AcceleratedCGCNNClassifier, AcceleratedCGCNNRegressor
     from .estimators import CGCNNClassifier, CGCNNRegressor
 
-    if type(estimator) not in (CGCNNRegressor, CGCNNClassifier):
+    kinds = {CGCNNRegressor: CGCNNRegressor, CGCNNClassifier: CGCNNClassifier,
+             AcceleratedCGCNNRegressor: CGCNNRegressor, AcceleratedCGCNNClassifier: CGCNNClassifier}
+    if type(estimator) not in kinds:
         raise TypeError(
-            f"only CGCNNRegressor and CGCNNClassifier are saved in this format, got {type(estimator).__name__}"
+            "only CGCNNRegressor, CGCNNClassifier, their ensembles and pipelines of them are saved in this format, "
+            f"got {type(estimator).__name__}"
         )
+    return kinds[type(estimator)]
+
+
+def _estimator_record(estimator) -> dict:
+    saved_as = _saved_class(estimator)
     if not getattr(estimator, "initialized_", False) or not hasattr(estimator, "graph_settings_"):
         raise ValueError(f"this {type(estimator).__name__} is not fitted; fit it before saving")
     if estimator.module is not CGCNN:
         raise ValueError("a custom module class cannot be saved in this format; use joblib.dump for it")
     settings: GraphSettings = estimator.graph_settings_
+    params = _plain_params(estimator)
+    if saved_as is not type(estimator):
+        # The process's own device (cuda:3) and the mixin's settings mean nothing to the plain estimator.
+        params = {k: v for k, v in params.items() if k != "unwrap_after_train" and not k.startswith("_")}
+        params["device"] = estimator.accelerator.device.type
     record = {
-        "class": type(estimator).__name__,
-        "params": _plain_params(estimator),
+        "class": saved_as.__name__,
+        "params": params,
         "graph_settings": {"radius": settings.radius, "max_num_nbr": settings.max_num_nbr, "dmin": settings.dmin,
                            "step": settings.step, "nbr_rule": settings.nbr_rule, "tie_tol": settings.tie_tol,
                            "atom_features": _atom_features(settings.atom_features)},
@@ -111,14 +128,40 @@ def _estimator_record(estimator) -> dict:
     return record
 
 
+def _ensemble_record(ensemble) -> dict:
+    if not hasattr(ensemble, "estimators_"):
+        raise ValueError(f"this {type(ensemble).__name__} is not fitted; fit it before saving")
+    params = {k: v for k, v in ensemble.get_params(deep=False).items() if k != "estimator" and isinstance(v, _PLAIN)}
+    template = ensemble.estimator
+    record = {
+        "class": type(ensemble).__name__,
+        "params": params,
+        "template": None if template is None else {
+            "class": _saved_class(template).__name__, "params": _plain_params(template),
+            "featurizer": None if template.featurizer is None else _transformer_record(template.featurizer)},
+        "members": [_estimator_record(member) for member in ensemble.estimators_],
+    }
+    if hasattr(ensemble, "classes_"):
+        record["classes"] = {"values": ensemble.classes_.tolist(), "dtype": ensemble.classes_.dtype.str}
+    return record
+
+
+def _is_ensemble(model) -> bool:
+    from .ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
+
+    return type(model) in (CGCNNEnsembleRegressor, CGCNNEnsembleClassifier)
+
+
 def save_model(model, path, force: bool = False) -> Path:
     """Write a fitted model as a skcgcnn model file.
 
     Parameters
     ----------
-    model : CGCNNRegressor, CGCNNClassifier, or Pipeline
-        A fitted estimator, or a fitted ``Pipeline`` of a
-        :class:`~skcgcnn.CrystalGraphTransformer` and one of them.
+    model : CGCNNRegressor, CGCNNClassifier, CGCNNEnsembleRegressor, CGCNNEnsembleClassifier, or Pipeline
+        A fitted estimator or ensemble, or a fitted ``Pipeline`` of a
+        :class:`~skcgcnn.CrystalGraphTransformer` and one of them. The
+        data-parallel estimators of :mod:`skcgcnn.accelerated` are saved as
+        their plain forms.
     path : str or path-like
         Where to write (conventionally with the suffix ``.skcgcnn``, :data:`skcgcnn.files.MODEL_SUFFIX`). The file
         is written under a temporary name and renamed when complete.
@@ -155,8 +198,12 @@ def save_model(model, path, force: bool = False) -> Path:
         content = {"pipeline": {"steps": [graph_name, net_name], "transformer": _transformer_record(transformer)}}
     else:
         estimator, content = model, {"pipeline": None}
-    content.update(format=FORMAT, format_version=FORMAT_VERSION, versions=package_versions(),
-                   estimator=_estimator_record(estimator))
+    if _is_ensemble(estimator):
+        content.update(format=FORMAT, format_version=2, versions=package_versions(),
+                       ensemble=_ensemble_record(estimator))
+    else:
+        content.update(format=FORMAT, format_version=1, versions=package_versions(),
+                       estimator=_estimator_record(estimator))
     if path.exists() and not force:
         raise ValueError(f"{path} exists; pass force=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,6 +288,31 @@ def _estimator_from(record: dict, path: Path):
     return estimator
 
 
+def _ensemble_from(record: dict, path: Path):
+    from .ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
+    from .estimators import CGCNNClassifier, CGCNNRegressor
+
+    classes = {"CGCNNEnsembleRegressor": CGCNNEnsembleRegressor, "CGCNNEnsembleClassifier": CGCNNEnsembleClassifier}
+    if record.get("class") not in classes:
+        raise ValueError(f"{path}: unknown ensemble {record.get('class')!r}")
+    template = record["template"]
+    estimator = None
+    if template is not None:
+        members = {"CGCNNRegressor": CGCNNRegressor, "CGCNNClassifier": CGCNNClassifier}
+        params = dict(template["params"])
+        if str(params.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
+            params["device"] = "cpu"
+        if template["featurizer"] is not None:
+            params["featurizer"] = _transformer_from(template["featurizer"])
+        estimator = members[template["class"]](**params)
+    ensemble = classes[record["class"]](estimator=estimator, **record["params"])
+    ensemble.estimators_ = [_estimator_from(member, path) for member in record["members"]]
+    ensemble.graph_settings_ = ensemble.estimators_[0].graph_settings_
+    if "classes" in record:
+        ensemble.classes_ = np.array(record["classes"]["values"], dtype=np.dtype(record["classes"]["dtype"]))
+    return ensemble
+
+
 def load_model(path):
     """Read a skcgcnn model file, running nothing it holds.
 
@@ -250,7 +322,7 @@ def load_model(path):
 
     Returns
     -------
-    CGCNNRegressor, CGCNNClassifier or Pipeline
+    CGCNNRegressor, CGCNNClassifier, CGCNNEnsembleRegressor, CGCNNEnsembleClassifier or Pipeline
         Fitted, as it was saved.
 
     Raises
@@ -263,7 +335,10 @@ def load_model(path):
     path = Path(path)
     content = _read(path)
     try:
-        estimator = _estimator_from(content["estimator"], path)
+        if "ensemble" in content:
+            estimator = _ensemble_from(content["ensemble"], path)
+        else:
+            estimator = _estimator_from(content["estimator"], path)
         pipeline = content["pipeline"]
         if pipeline is None:
             return estimator

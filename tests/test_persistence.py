@@ -76,7 +76,7 @@ def test_the_file_holds_weights_and_settings_not_data(tmp_path, data):
     joblib.dump(reg, tmp_path / "m.joblib")
     assert path.stat().st_size < (tmp_path / "m.joblib").stat().st_size / 2
     content = torch.load(path, weights_only=True)
-    assert content["format_version"] == FORMAT_VERSION and "torch" in content["versions"]
+    assert content["format_version"] == 1 and "torch" in content["versions"]  # what readers before ensembles take
     assert "optimizer" not in str(list(content["estimator"]))
 
 
@@ -123,3 +123,36 @@ def test_what_cannot_be_saved_is_refused(tmp_path, data):
         save_model(reg, tmp_path / "a.skcgcnn")
     with pytest.raises(TypeError, match="only a Pipeline of a CrystalGraphTransformer"):
         save_model(Pipeline([("net", reg)]), tmp_path / "b.skcgcnn")
+
+
+def test_ensembles_round_trip_with_their_spread_and_predict_from_the_command_line(tmp_path, data):
+    from skcgcnn.cli import main
+    from skcgcnn.ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
+
+    X, y = data
+    small = dict(max_epochs=2, atom_fea_len=16, h_fea_len=16)
+    ens = CGCNNEnsembleRegressor(CGCNNRegressor(**small), n_estimators=3, random_state=0).fit(X[:40], y[:40])
+    path = save_model(ens, tmp_path / "ens.skcgcnn")
+    assert torch.load(path, weights_only=True)["format_version"] == FORMAT_VERSION == 2
+    back = load_model(path)
+    assert type(back) is CGCNNEnsembleRegressor and len(back.estimators_) == 3
+    assert back.get_params()["estimator__atom_fea_len"] == 16 and back.random_state == 0
+    for got, expected in zip(back.predict(X[40:], return_std=True), ens.predict(X[40:], return_std=True)):
+        np.testing.assert_array_equal(got, expected)
+
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for i, s in enumerate(X[40:45]):
+        s.to(filename=str(folder / f"c{i}.cif"))
+    assert main(["predict", str(path), str(folder), "-o", str(tmp_path / "p.csv")]) == 0
+    rows = np.genfromtxt(tmp_path / "p.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+    mean, std = ens.predict(X[40:45], return_std=True)
+    np.testing.assert_allclose(rows["prediction"], mean, rtol=1e-5)
+    np.testing.assert_allclose(rows["std"], std, rtol=1e-4, atol=1e-6)
+
+    labels = np.where(y > np.median(y), "metal", "insulator")
+    classes = CGCNNEnsembleClassifier(CGCNNClassifier(**small), n_estimators=2, random_state=0)
+    pipe = Pipeline([("graph", CrystalGraphTransformer()), ("ens", classes)]).fit(X[:40], labels[:40])
+    back = load_model(save_model(pipe, tmp_path / "pipe.skcgcnn"))
+    assert list(back.named_steps["ens"].classes_) == ["insulator", "metal"]
+    np.testing.assert_array_equal(back.predict_proba(X[40:]), pipe.predict_proba(X[40:]))
