@@ -106,6 +106,65 @@ def passthrough_collate(batch):
     return batch
 
 
+def _ranges(starts: torch.Tensor, counts: torch.Tensor, total: int) -> torch.Tensor:
+    """``arange(s, s + c)`` for every pair, concatenated, on the tensors' device (``total`` = sum of counts)."""
+    ends = torch.cumsum(counts, 0)
+    return torch.arange(total, device=starts.device) + torch.repeat_interleave(starts - (ends - counts), counts,
+                                                                               output_size=total)
+
+
+class _ResidentGraphs:
+    """Crystal graphs as tensors on one device, from which batches are gathered on that device.
+
+    Only the batch's crystal indices travel to the device; the sizes that
+    shape the batch come from host copies of the per-crystal counts, so
+    building a batch never waits for the device.
+    """
+
+    def __init__(self, graphs: CrystalGraphs, device):
+        batch = collate_graphs(graphs)
+        atom_start = torch.from_numpy(graphs.offsets[:-1].astype(np.int64))
+        edge_start = torch.from_numpy(graphs.edge_offsets[:-1].astype(np.int64))
+        t = batch.tensors
+        crystal_of_edge = torch.repeat_interleave(torch.arange(len(graphs)), torch.from_numpy(graphs.n_edges))
+        self.n_atoms_host = graphs.n_atoms.astype(np.int64)
+        self.n_edges_host = graphs.n_edges.astype(np.int64)
+        on = {
+            "atomic_numbers": t["atomic_numbers"],
+            "edge_src": t["edge_src"] - atom_start[crystal_of_edge],  # crystal-local atom indices
+            "edge_dst": t["edge_dst"] - atom_start[crystal_of_edge],
+            "edge_dist": t["edge_dist"],
+            "edge_weight": t["edge_weight"],
+            "atom_start": atom_start,
+            "edge_start": edge_start,
+            "n_atoms": torch.from_numpy(self.n_atoms_host),
+            "n_edges": torch.from_numpy(self.n_edges_host),
+        }
+        self.device = torch.device(device)
+        self.tensors = {k: v.to(self.device) for k, v in on.items()}
+
+    def batch(self, idx: np.ndarray) -> tuple[GraphBatch, torch.Tensor]:
+        """The batch of crystals ``idx``, and ``idx`` on the device (to gather their targets)."""
+        n_atoms, n_edges = int(self.n_atoms_host[idx].sum()), int(self.n_edges_host[idx].sum())
+        r = self.tensors
+        crystals = torch.from_numpy(idx).to(self.device, non_blocking=True)
+        atom_counts, edge_counts = r["n_atoms"][crystals], r["n_edges"][crystals]
+        atoms = _ranges(r["atom_start"][crystals], atom_counts, n_atoms)
+        edges = _ranges(r["edge_start"][crystals], edge_counts, n_edges)
+        first_atom = torch.cumsum(atom_counts, 0) - atom_counts
+        shift = torch.repeat_interleave(first_atom, edge_counts, output_size=n_edges)
+        return GraphBatch({
+            "atomic_numbers": r["atomic_numbers"][atoms],
+            "edge_src": r["edge_src"][edges] + shift,
+            "edge_dst": r["edge_dst"][edges] + shift,
+            "edge_dist": r["edge_dist"][edges],
+            "edge_weight": r["edge_weight"][edges],
+            "crystal_idx": torch.repeat_interleave(torch.arange(len(idx), device=self.device), atom_counts,
+                                                   output_size=n_atoms),
+            "n_atoms": atom_counts,
+        }), crystals
+
+
 class CrystalGraphDataset(Dataset):
     """A torch dataset over crystal graphs that builds whole batches at once.
 
@@ -113,10 +172,18 @@ class CrystalGraphDataset(Dataset):
     is one vectorised gather from the container rather than one Python call
     per crystal; pair it with :func:`passthrough_collate`.
 
+    With a ``device``, the whole data set is copied there once and every
+    batch is gathered there with index operations: on a GPU no batch is
+    built on the host or copied to the device (the estimators do this by
+    default when their ``device`` is a CUDA device).
+
     Parameters
     ----------
     X : CrystalGraphs
     y : array-like of shape (n_crystals, ...), default=None
+    device : str or torch.device, default=None
+        Where the data set lives and batches are gathered; ``None``: batches
+        are built on the host.
 
     Examples
     --------
@@ -130,17 +197,23 @@ class CrystalGraphDataset(Dataset):
     (4, torch.Size([4]))
     """
 
-    def __init__(self, X: CrystalGraphs, y=None):
+    def __init__(self, X: CrystalGraphs, y=None, device=None):
         if not isinstance(X, CrystalGraphs):
             raise TypeError(f"CrystalGraphDataset needs CrystalGraphs, got {type(X).__name__}")
         self.X = X
         self.y = None if y is None else torch.as_tensor(np.asarray(y))
+        self.resident = None if device is None else _ResidentGraphs(X, device)
+        if self.resident is not None and self.y is not None:
+            self.y = self.y.to(self.resident.device)
 
     def __len__(self) -> int:
         return len(self.X)
 
     def __getitems__(self, indices):
         idx = np.asarray(indices, dtype=np.int64)
+        if self.resident is not None:
+            batch, crystals = self.resident.batch(idx)
+            return batch, None if self.y is None else self.y[crystals]
         return collate_graphs(self.X[idx]), None if self.y is None else self.y[idx]
 
     def __getitem__(self, index):

@@ -211,6 +211,19 @@ class _CGCNNMixin:
 
         return cls(**{**training_params(name_or_path), **params})
 
+    def get_dataset(self, X, y=None):
+        """skorch's dataset; on a CUDA device the graphs are kept there and batches gathered there.
+
+        Pass ``dataset__device=None`` to build batches on the host instead
+        (for a data set larger than the GPU's memory).
+        """
+        if self.dataset is CrystalGraphDataset and isinstance(X, CrystalGraphs):
+            kwargs = self.get_params_for("dataset")
+            if "device" not in kwargs and self.device is not None and torch.device(self.device).type == "cuda":
+                kwargs["device"] = self.device
+            return CrystalGraphDataset(X, y, **kwargs)
+        return super().get_dataset(X, y)
+
     def initialize_callbacks(self):
         """Initialise callbacks; without a validation split, ones watching ``valid_*`` watch ``train_*``."""
         super().initialize_callbacks()
