@@ -131,8 +131,9 @@ class _ResidentGraphs:
         self.n_edges_host = graphs.n_edges.astype(np.int64)
         on = {
             "atomic_numbers": t["atomic_numbers"],
-            "edge_src": t["edge_src"] - atom_start[crystal_of_edge],  # crystal-local atom indices
-            "edge_dst": t["edge_dst"] - atom_start[crystal_of_edge],
+            # crystal-local atom indices fit in 32 bits: 16 bytes per edge on the device instead of 24
+            "edge_src": (t["edge_src"] - atom_start[crystal_of_edge]).int(),
+            "edge_dst": (t["edge_dst"] - atom_start[crystal_of_edge]).int(),
             "edge_dist": t["edge_dist"],
             "edge_weight": t["edge_weight"],
             "atom_start": atom_start,
@@ -155,8 +156,8 @@ class _ResidentGraphs:
         shift = torch.repeat_interleave(first_atom, edge_counts, output_size=n_edges)
         return GraphBatch({
             "atomic_numbers": r["atomic_numbers"][atoms],
-            "edge_src": r["edge_src"][edges] + shift,
-            "edge_dst": r["edge_dst"][edges] + shift,
+            "edge_src": r["edge_src"][edges].long() + shift,
+            "edge_dst": r["edge_dst"][edges].long() + shift,
             "edge_dist": r["edge_dist"][edges],
             "edge_weight": r["edge_weight"][edges],
             "crystal_idx": torch.repeat_interleave(torch.arange(len(idx), device=self.device), atom_counts,
