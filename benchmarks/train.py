@@ -69,14 +69,18 @@ def speed(name, graphs, y, args):
         batches = {"auto": {}, "host": {"dataset__device": None}, "device": {"dataset__device": args.device}}
         reg = CGCNNRegressor(max_epochs=args.speed_epochs, random_state=0, device=args.device, precision=precision,
                              **batches[args.batches])
+        if args.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(args.device)
         reg.fit(graphs, y)
         epoch_s = min(h["dur"] for h in reg.history[1:] or reg.history)
+        gpu = ({"peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated(args.device) / 2**20)}
+               if args.device.startswith("cuda") else {})
         resident = reg.get_dataset(graphs[:1]).resident is not None
         emit({**common, "implementation": "skcgcnn", "precision": precision,
               "batches": "gathered on the device" if resident else "built on the host", "epoch_s": round(epoch_s, 3),
               "crystals_per_s": round(len(graphs) / epoch_s, 1),
               "train_gflop_per_epoch": round(train_flop / 1e9, 1),
-              "achieved_gflop_per_s": round(train_flop / epoch_s / 1e9, 1)}, args.results)
+              "achieved_gflop_per_s": round(train_flop / epoch_s / 1e9, 1), **gpu}, args.results)
         return epoch_s, reg
 
     # Every float32 timing comes before the bfloat16 fit: after one in the same process, a float32
