@@ -245,17 +245,26 @@ def _read(path: Path) -> dict:
     return content
 
 
+def _runnable_here(params: dict) -> tuple[dict, str | None]:
+    """The parameters with a CUDA device replaced by the CPU where this PyTorch sees none, and the device replaced."""
+    params = dict(params)
+    saved_on = str(params.get("device", "cpu"))
+    if saved_on.startswith("cuda") and not torch.cuda.is_available():
+        params["device"] = "cpu"
+        return params, saved_on
+    return params, None
+
+
 def _estimator_from(record: dict, path: Path):
     from .estimators import CGCNNClassifier, CGCNNRegressor
 
     classes = {"CGCNNRegressor": CGCNNRegressor, "CGCNNClassifier": CGCNNClassifier}
     if record.get("class") not in classes:
         raise ValueError(f"{path}: unknown estimator {record.get('class')!r}")
-    params = dict(record["params"])
-    if str(params.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(f"{path}: the model was saved on {params['device']}; it runs on the CPU here", UserWarning,
+    params, saved_on = _runnable_here(record["params"])
+    if saved_on is not None:
+        warnings.warn(f"{path}: the model was saved on {saved_on}; it runs on the CPU here", UserWarning,
                       stacklevel=3)
-        params["device"] = "cpu"
     pretrained = params.pop("pretrained", None)
     if record.get("featurizer") is not None:
         params["featurizer"] = _transformer_from(record["featurizer"])
@@ -299,9 +308,7 @@ def _ensemble_from(record: dict, path: Path):
     estimator = None
     if template is not None:
         members = {"CGCNNRegressor": CGCNNRegressor, "CGCNNClassifier": CGCNNClassifier}
-        params = dict(template["params"])
-        if str(params.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
-            params["device"] = "cpu"
+        params, _ = _runnable_here(template["params"])
         if template["featurizer"] is not None:
             params["featurizer"] = _transformer_from(template["featurizer"])
         estimator = members[template["class"]](**params)

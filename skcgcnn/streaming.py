@@ -256,10 +256,10 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
     featurize = model[:-1].transform if isinstance(model, Pipeline) else lambda x: net._as_graphs(x, fitting=False)
     classifier = is_classifier(net)
     spread = not classifier and hasattr(net, "estimators_")  # an ensemble: its members' standard deviation too
-    members = net.estimators_[0] if spread else net
+    single = net.estimators_[0] if spread else net  # what says how many outputs there are
     outputs = ([f"proba_{label}" for label in net.classes_] if classifier
-               else ["prediction"] if getattr(members, "y_ndim_", 1) == 1
-               else [f"prediction_{k}" for k in range(members.n_outputs_)])
+               else ["prediction"] if getattr(single, "y_ndim_", 1) == 1
+               else [f"prediction_{k}" for k in range(single.n_outputs_)])
     outputs += [name.replace("prediction", "std") for name in outputs] if spread else []
     header = ["id", *(["prediction"] if classifier else []), *outputs, "unseen_elements"]
     if partial.exists() or errors_file.exists():
