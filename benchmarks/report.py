@@ -39,25 +39,35 @@ def table1() -> str:
 
 
 def speed() -> str:
-    # A re-run replaces the rows of the same data, implementation and precision; dicts keep first-seen order.
+    # A re-run replaces the rows of the same data, set-up and machine; dicts keep first-seen order.
     latest = {}
     for r in records("train"):
         if r["benchmark"] == "train_speed":
-            latest[r["data"], r["implementation"], r.get("precision"), r.get("step")] = r
+            latest[r["data"], r["implementation"], r.get("precision"), r.get("step"), r.get("batches"),
+                   r.get("flush_denormal", False), r["hardware"]] = r
     rows = []
     for r in latest.values():
+        flushed = ", subnormals flushed" if r.get("flush_denormal") else ""
+        where = [r["hardware"], r["date"]]
         if r.get("step") == "predict":
-            rows.append([r["data"], "predict", "", r["crystals_per_s"], "", "", f"peak RSS {r['peak_rss_mib']} MiB"])
+            rows.append([r["data"], "predict" + flushed, "", r["crystals_per_s"], "", "",
+                         f"peak RSS {r['peak_rss_mib']} MiB", *where])
         elif r["implementation"] == "baseline":
-            rows.append([r["data"], "baseline", r["epoch_s"], r["crystals_per_s"], "", "",
+            rows.append([r["data"], "baseline" + flushed, r["epoch_s"], r["crystals_per_s"], "", "",
                          f"skcgcnn is {r['speedup_of_skcgcnn']}x faster"
                          + (f" ({r['speedup_of_skcgcnn_bfloat16']}x in bfloat16)"
-                            if "speedup_of_skcgcnn_bfloat16" in r else "")])
+                            if "speedup_of_skcgcnn_bfloat16" in r else ""), *where])
         else:
-            name = f"skcgcnn ({r.get('precision', 'float32')})"
+            name = f"skcgcnn ({r.get('precision', 'float32')}{flushed})"
+            if r.get("batches") == "gathered on the device":
+                name += ", batches gathered on the device"
+            note = f"{r['n_atoms']:,} atoms, {r['n_edges']:,} edges"
+            if "peak_gpu_memory_mib" in r:
+                note += f", peak GPU memory {r['peak_gpu_memory_mib']} MiB"
             rows.append([r["data"], name, r["epoch_s"], r["crystals_per_s"], r["train_gflop_per_epoch"],
-                         r["achieved_gflop_per_s"], f"{r['n_atoms']:,} atoms, {r['n_edges']:,} edges"])
-    header = ["data", "implementation", "epoch (s)", "crystals/s", "GFLOP/epoch", "GFLOP/s", "note"]
+                         r["achieved_gflop_per_s"], note, *where])
+    header = ["data", "implementation", "epoch (s)", "crystals/s", "GFLOP/epoch", "GFLOP/s", "note", "hardware",
+              "date"]
     return table(header, rows)
 
 

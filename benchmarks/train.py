@@ -23,6 +23,7 @@ Parts (``--part``, default all):
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -62,7 +63,8 @@ def speed(name, graphs, y, args):
     common = {"benchmark": "train_speed", "data": name, "n_crystals": len(graphs),
               "n_atoms": int(graphs.n_atoms.sum()), "n_edges": len(graphs.nbr_idx),
               "nbr_rule": graphs.settings.nbr_rule,
-              "device": args.device, "hardware": hardware(args.device)}
+              "device": args.device, "hardware": hardware(args.device),
+              "flush_denormal": args.flush_denormal}
     train_flop = 3 * 2 * forward_macs(graphs)  # backward costs about twice the forward
 
     def skcgcnn_epoch(precision: str) -> tuple[float, CGCNNRegressor]:
@@ -169,9 +171,14 @@ def main():
                         help="where batches are built: the estimator's default (on the device for CUDA), the host, or "
                              "gathered on --device from the data set copied there once")
     parser.add_argument("--nbr-rule", choices=NBR_RULES, default="shared", help="neighbour rule of the graphs")
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="flush subnormal floats to zero in this process (torch.set_flush_denormal), to measure "
+                             "what subnormal numbers cost each implementation")
     parser.add_argument("--results", type=Path, default=RESULTS / "train.jsonl",
                         help="file the JSON lines are appended to (default %(default)s)")
     args = parser.parse_args()
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        sys.exit("this CPU cannot flush subnormal numbers to zero")
 
     if args.part == "full_epoch":
         full_epoch(args)

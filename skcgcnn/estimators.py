@@ -478,8 +478,8 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         resumed from a checkpoint.
     precision : {"float32", "bfloat16"}, default="float32"
         ``"bfloat16"`` runs the network under ``torch.autocast`` (mixed
-        precision, parameters kept in float32). On a 2-core CPU with
-        bfloat16 instructions an epoch was 4-19 % faster
+        precision, parameters kept in float32). On 2-core CPUs with
+        bfloat16 instructions an epoch was 4-19 % faster or 20-33 % slower
         (``benchmarks/train.py``); it is meant for GPUs with bfloat16 units.
         Check the accuracy on your task before relying on it.
     pretrained : str or path-like, default=None

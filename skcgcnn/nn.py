@@ -6,14 +6,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["GaussianExpansion", "CGConv", "CGCNN", "POOLINGS"]
+__all__ = ["GaussianExpansion", "CGConv", "CGCNN", "POOLINGS", "GAUSSIAN_CUTOFF"]
 
 #: Pooling names accepted by :class:`CGCNN`.
 POOLINGS = ("mean", "sum", "max", "linear")
 
 
+#: Gaussians are zero beyond this many squared widths from their centre (``exp(-80)`` is about 1.8e-35).
+#: Left as they are, the tails below float32's smallest normal number (about 1.2e-38) are subnormal
+#: numbers, which x86 processors handle in slow microcode: they made ``exp`` and the matrix products
+#: over the expanded distances several times slower, and a CPU training epoch almost twice as long.
+GAUSSIAN_CUTOFF = 80.0
+
+
 class GaussianExpansion(nn.Module):
     """Expand distances on Gaussians centred ``dmin, dmin + step, ..., radius``, of width ``step``.
+
+    A Gaussian further than ``sqrt(GAUSSIAN_CUTOFF)`` (about 8.9) widths from
+    a distance is exactly zero there instead of a number below 1e-35.
 
     Parameters
     ----------
@@ -35,7 +45,9 @@ class GaussianExpansion(nn.Module):
         self.width = step
 
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-(((distances[..., None] - self.centers) / self.width) ** 2))
+        sq = ((distances[..., None] - self.centers) / self.width).square_()
+        # clamping first also keeps exp off its slow path for arguments that underflow
+        return torch.exp(sq.clamp(max=GAUSSIAN_CUTOFF).neg_()).masked_fill(sq > GAUSSIAN_CUTOFF, 0.0)
 
 
 def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
