@@ -5,7 +5,9 @@ atom's first M neighbours, as the original code builds them), written the
 direct way: each sample is collated on its own (features looked up and
 Gaussian-expanded per crystal), the convolution applies one Linear to the
 concatenation ``[v_i, v_j, u_ij]`` on every (atom, neighbour slot) pair, and
-pooling loops over crystals in Python.
+pooling loops over crystals in Python. The Gaussians are computed in float64
+and cast to float32, so their far tails stay subnormal numbers (slow on x86
+CPUs); ``train.py --flush-denormal`` times it without that cost.
 """
 
 from __future__ import annotations

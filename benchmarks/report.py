@@ -44,21 +44,25 @@ def speed() -> str:
     for r in records("train"):
         if r["benchmark"] == "train_speed":
             latest[r["data"], r["implementation"], r.get("precision"), r.get("step"), r.get("batches"),
-                   r.get("flush_denormal", False), r["hardware"]] = r
+                   r.get("flush_denormal", False), r.get("batch_size", 64), r.get("lr"), r.get("compile", False),
+                   r["hardware"]] = r
     rows = []
     for r in latest.values():
-        flushed = ", subnormals flushed" if r.get("flush_denormal") else ""
+        setup = ", subnormals flushed" if r.get("flush_denormal") else ""
+        setup += f", batch {r['batch_size']}" if r.get("batch_size", 64) != 64 else ""
+        setup += f", lr {r['lr']}" if r.get("lr") else ""
+        setup += ", compiled" if r.get("compile") else ""
         where = [r["hardware"], r["date"]]
         if r.get("step") == "predict":
-            rows.append([r["data"], "predict" + flushed, "", r["crystals_per_s"], "", "",
+            rows.append([r["data"], "predict" + setup, "", r["crystals_per_s"], "", "",
                          f"peak RSS {r['peak_rss_mib']} MiB", *where])
         elif r["implementation"] == "baseline":
-            rows.append([r["data"], "baseline" + flushed, r["epoch_s"], r["crystals_per_s"], "", "",
+            rows.append([r["data"], "baseline" + setup, r["epoch_s"], r["crystals_per_s"], "", "",
                          f"skcgcnn is {r['speedup_of_skcgcnn']}x faster"
                          + (f" ({r['speedup_of_skcgcnn_bfloat16']}x in bfloat16)"
                             if "speedup_of_skcgcnn_bfloat16" in r else ""), *where])
         else:
-            name = f"skcgcnn ({r.get('precision', 'float32')}{flushed})"
+            name = f"skcgcnn ({r.get('precision', 'float32')}{setup})"
             if r.get("batches") == "gathered on the device":
                 name += ", batches gathered on the device"
             note = f"{r['n_atoms']:,} atoms, {r['n_edges']:,} edges"

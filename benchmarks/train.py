@@ -64,13 +64,16 @@ def speed(name, graphs, y, args):
               "n_atoms": int(graphs.n_atoms.sum()), "n_edges": len(graphs.nbr_idx),
               "nbr_rule": graphs.settings.nbr_rule,
               "device": args.device, "hardware": hardware(args.device),
-              "flush_denormal": args.flush_denormal}
+              "flush_denormal": args.flush_denormal, "batch_size": args.batch_size, "lr": args.lr,
+              "compile": args.compile}
     train_flop = 3 * 2 * forward_macs(graphs)  # backward costs about twice the forward
 
     def skcgcnn_epoch(precision: str) -> tuple[float, CGCNNRegressor]:
         batches = {"auto": {}, "host": {"dataset__device": None}, "device": {"dataset__device": args.device}}
+        options = {**batches[args.batches], **({"lr": args.lr} if args.lr else {}),
+                   **({"compile": True, "compile__dynamic": True} if args.compile else {})}
         reg = CGCNNRegressor(max_epochs=args.speed_epochs, random_state=0, device=args.device, precision=precision,
-                             **batches[args.batches])
+                             batch_size=args.batch_size, **options)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(args.device)
         reg.fit(graphs, y)
@@ -96,7 +99,7 @@ def speed(name, graphs, y, args):
          args.results)
     base_s = None
     if args.device == "cpu" and not args.skip_baseline:
-        durations = baseline.train_epochs(graphs, y, epochs=2)
+        durations = baseline.train_epochs(graphs, y, epochs=2, batch_size=args.batch_size)
         base_s = min(durations[1:] or durations)
     bfloat16_s, _ = skcgcnn_epoch("bfloat16")
     if base_s is not None:
@@ -167,6 +170,12 @@ def main():
     parser.add_argument("--recipe-data", choices=["perovskites", "formation_energy"], default="perovskites",
                         help="data set of the optimizer comparison")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=64, help="crystals per batch of the timed fits")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate of the timed fits (default: the "
+                                                               "estimator's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the network of the timed fits (dynamic shapes; the first epoch, which "
+                             "compiles, is not timed)")
     parser.add_argument("--batches", choices=["auto", "host", "device"], default="auto",
                         help="where batches are built: the estimator's default (on the device for CUDA), the host, or "
                              "gathered on --device from the data set copied there once")
