@@ -102,6 +102,9 @@ _EXAMPLE = """
     process, ``if accelerator.is_main_process:``, with
     :func:`skcgcnn.persistence.save_model`: the file holds a plain
     :class:`~skcgcnn.{base}` that loads anywhere, with or without Accelerate.
+    End the script with ``accelerator.wait_for_everyone()`` and
+    ``accelerator.end_training()``: a process that exits while another still
+    uses their process group can abort in PyTorch's teardown.
     An estimator holding an ``Accelerator`` does not pickle.
 
     Examples

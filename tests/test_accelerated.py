@@ -49,6 +49,9 @@ SCRIPT = textwrap.dedent(
         json.dump(record, handle)
     if accelerator.is_main_process:
         save_model(net, out + "/model.skcgcnn")
+    # a process that exits while the other still uses the group can abort in its C++ teardown
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     """
 )
 
