@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The data folder beside the repository, or the one SKCGCNN_DATA names (on a machine where that is elsewhere).
+SHARED_DATA = Path(os.environ.get("SKCGCNN_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 MP_CSV = SHARED_DATA / "mp_cgcnn_36737" / "mp_cgcnn_36737.csv.gz"
 ELASTIC_CSV = SHARED_DATA / "mp_elasticity_3191" / "mp_elasticity_3191.csv.gz"
 PEROV_CSV = SHARED_DATA / "perov_5" / "perov_5_val_test.csv.gz"

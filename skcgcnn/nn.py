@@ -50,20 +50,32 @@ class GaussianExpansion(nn.Module):
         return torch.exp(sq.clamp(max=GAUSSIAN_CUTOFF).neg_()).masked_fill(sq > GAUSSIAN_CUTOFF, 0.0)
 
 
-def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
-    """Apply ``bn``; in eval mode as one fused multiply-add.
+def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, channels: slice = slice(None)) -> torch.Tensor:
+    """Apply ``bn``, or its ``channels`` alone, to ``x``; in eval mode as one fused multiply-add.
 
     With running statistics, batch normalisation is an affine map, and
     ``addcmul`` computes it several times faster than PyTorch's CPU kernel
-    does for 2-D inputs; in training mode this is plain ``bn(x)``. A batch
-    of fewer than two rows (a last batch holding one crystal of one atom)
-    has no variance to normalise by: it is normalised with the running
-    statistics, which it leaves as they are, instead of stopping training.
+    does for 2-D inputs. In training mode the batch statistics normalise
+    ``x`` and update the running ones of ``channels`` (``_count_batch``
+    counts the batch). A batch of fewer than two rows (a last batch
+    holding one crystal of one atom) has no variance to normalise by: it
+    is normalised with the running statistics, which it leaves as they
+    are, instead of stopping training.
     """
-    if bn.running_mean is None or bn.training and x.shape[0] > 1:
-        return bn(x)
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return torch.addcmul(bn.bias - bn.running_mean * scale, x, scale)
+    weight, bias = bn.weight[channels], bn.bias[channels]
+    if bn.running_mean is None:
+        return F.batch_norm(x, None, None, weight, bias, True, 0.0, bn.eps)
+    mean, var = bn.running_mean[channels], bn.running_var[channels]
+    if bn.training and x.shape[0] > 1:
+        return F.batch_norm(x, mean, var, weight, bias, True, bn.momentum, bn.eps)
+    scale = weight * torch.rsqrt(var + bn.eps)
+    return torch.addcmul(bias - mean * scale, x, scale)
+
+
+def _count_batch(bn: nn.BatchNorm1d, x: torch.Tensor) -> None:
+    """Count a training batch in ``bn.num_batches_tracked``, as ``bn(x)`` does."""
+    if bn.training and bn.num_batches_tracked is not None and x.shape[0] > 1:
+        bn.num_batches_tracked.add_(1)
 
 
 class CGConv(nn.Module):
@@ -113,16 +125,29 @@ class CGConv(nn.Module):
         weight = self.fc.weight
         atom_weight = torch.cat((weight[:, :f], weight[:, f : 2 * f]), dim=0)
         self_term, nbr_term = F.linear(v, atom_weight).split(2 * f, dim=1)
-        # index_select rather than x[idx]: its backward is a scatter-add, while
-        # advanced indexing backpropagates through a much slower index_put.
-        atom_part = (self_term + self.fc.bias).index_select(0, edge_src) + nbr_term.index_select(0, edge_dst)
-        z = torch.addmm(atom_part, u, weight[:, 2 * f :].t())
-        gate, core = _batch_norm(self.bn_edge, z).chunk(2, dim=1)
+        self_term = self_term + self.fc.bias
+        # The filter and the core are computed apart: each is contiguous for the element-wise work that
+        # follows, and the backward pass needs no concatenation of their gradients.
+        gate, core = (self._edge_half(half, self_term, nbr_term, u, edge_src, edge_dst)
+                      for half in (slice(0, f), slice(f, 2 * f)))
         messages = torch.sigmoid(gate) * F.softplus(core)
         if edge_weight is not None:
             messages = messages * edge_weight[:, None].to(messages.dtype)
         summed = messages.new_zeros((v.shape[0], f)).index_add_(0, edge_src, messages)
+        _count_batch(self.bn_edge, gate)
+        _count_batch(self.bn_sum, summed)
         return F.softplus(v + _batch_norm(self.bn_sum, summed))
+
+    def _edge_half(self, rows, self_term, nbr_term, u, edge_src, edge_dst):
+        """Rows ``rows`` of ``W [v_i, v_j, u_ij] + b`` for every edge, batch-normalised."""
+        # index_select rather than x[idx]: its backward is a scatter-add, while
+        # advanced indexing backpropagates through a much slower index_put.
+        z = self_term[:, rows].index_select(0, edge_src).add_(nbr_term[:, rows].index_select(0, edge_dst))
+        w_u = self.fc.weight[rows, 2 * self.atom_fea_len :].t()
+        # Adding the edge term in place saves a copy of z; autocast does not cast in-place products,
+        # so under autocast it stays out of place.
+        z = torch.addmm(z, u, w_u) if torch.is_autocast_enabled(z.device.type) else z.addmm_(u, w_u)
+        return _batch_norm(self.bn_edge, z, rows)
 
 
 class CGCNN(nn.Module):

@@ -1,6 +1,7 @@
-"""Smoke test of the Table I benchmark script on a small subset of the real data, when it is present."""
+"""Smoke tests of the benchmark scripts: Table I on a small subset of the real data, when it is present."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,16 @@ def test_table1_runs_one_epoch_on_200_perovskites(tmp_path):
     assert record["task"] == "perovskites" and record["epochs"] == 1
     assert (record["n_train"], record["n_val"], record["n_test"]) == (120, 40, 40)
     assert 0 < record["test"] < 5
+
+
+def test_the_data_folder_named_by_skcgcnn_data_is_the_one_read(tmp_path):
+    elsewhere = tmp_path / "data"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, "table1.py", "--task", "perovskites", "--epochs", "1", "--results", str(tmp_path / "r.jsonl")],
+        cwd=ROOT / "benchmarks", env={**os.environ, "SKCGCNN_DATA": str(elsewhere)}, timeout=600,
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 1
+    assert f"data file {elsewhere / 'perov_5' / 'perov_5_val_test.csv.gz'} not found" in done.stderr
+    assert not (tmp_path / "r.jsonl").exists()

@@ -58,14 +58,21 @@ def test_factorised_convolution_equals_linear_over_concatenation():
     u = torch.rand(11, 5)
     src = torch.tensor([0, 0, 1, 1, 2, 2, 3, 4, 4, 5, 5])
     dst = torch.tensor([1, 2, 0, 3, 4, 5, 0, 1, 2, 3, 0])
+    conv2 = CGConv(8, 5)
+    conv2.train()
+    before = {key: value.clone() for key, value in conv.state_dict().items()}
+    conv2.load_state_dict(before)
     z = conv.fc(torch.cat([v[src], v[dst], u], dim=1))
     gate, core = conv.bn_edge(z).chunk(2, dim=1)
     summed = torch.zeros_like(v).index_add_(0, src, torch.sigmoid(gate) * F.softplus(core))
     reference = F.softplus(v + conv.bn_sum(summed))
-    conv2 = CGConv(8, 5)
-    conv2.load_state_dict(conv.state_dict())
-    conv2.train()
     torch.testing.assert_close(conv2(v, u, src, dst), reference, rtol=1e-5, atol=1e-5)
+    # the running statistics and the batch count move as those of the plain batch norms
+    after = conv.state_dict()
+    for key, value in conv2.state_dict().items():
+        torch.testing.assert_close(value, after[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert int(conv2.bn_edge.num_batches_tracked) == int(conv2.bn_sum.num_batches_tracked) == 1
+    assert not torch.equal(after["bn_edge.running_var"], before["bn_edge.running_var"])
 
 
 def test_convolution_sums_over_real_neighbours_with_their_weights():
