@@ -12,12 +12,14 @@
 #   accuracy  test MAE after 20 epochs on the same split at batch sizes 64, 256 and 1024, to pick the batch
 #             size and learning rate that keep the default's accuracy per epoch
 #   table1    the formation-energy row of Table I with an 8-minute training budget
+#   uncertainty
+#             5-member ensembles and conformal intervals, 20 epochs per member, formation energy and band gap
 #
 # The JSON lines go to RESULTS_FOLDER (default benchmarks/results). The data sets are read from ../shared/data
 # beside the repository, or from the folder SKCGCNN_DATA names. Featurizing uses every core (not timed).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-part="${1:?usage: bash benchmarks/gpu.sh tests|speed|accuracy|table1 [RESULTS_FOLDER]}"
+part="${1:?usage: bash benchmarks/gpu.sh tests|speed|accuracy|table1|uncertainty [RESULTS_FOLDER]}"
 results="$(mkdir -p "${2:-$here/results}" && cd "${2:-$here/results}" && pwd)"
 jobs="$(nproc)"
 export PYTHONUNBUFFERED=1
@@ -49,8 +51,13 @@ case "$part" in
         python3 table1.py --task formation_energy --device cuda --epochs 1000 --time-budget 8 \
             --n-jobs "$jobs" --results "$results/table1.jsonl"
         ;;
+    uncertainty)
+        for task in formation_energy band_gap; do
+            python3 uncertainty.py --task "$task" --epochs 20 --device cuda --results "$results/uncertainty.jsonl"
+        done
+        ;;
     *)
-        echo "unknown part '$part': tests, speed, accuracy or table1" >&2
+        echo "unknown part '$part': tests, speed, accuracy, table1 or uncertainty" >&2
         exit 2
         ;;
 esac

@@ -2,13 +2,15 @@
 
 Members differ by the seed of their initialisation and shuffling (and, with
 ``bootstrap=True``, by a resample of the training data). The spread of their
-predictions is a cheap and, for crystal graph networks, comparatively well
-calibrated estimate of the error (Tran et al., Mach. Learn.: Sci. Technol. 1,
-025006, 2020).
+predictions is a cheap estimate of the error: it ranks crystals by how far
+to trust them, but read as a Gaussian error bar it is usually too narrow
+(measured in docs/benchmarks.md), which is why
+:class:`skcgcnn.uncertainty.ConformalRegressor` calibrates it.
 """
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -20,12 +22,13 @@ from sklearn.utils._param_validation import Interval, validate_parameter_constra
 
 from .estimators import CGCNNClassifier, CGCNNRegressor
 from .graphs import CrystalGraphs, CrystalGraphTransformer
+from .warn import warn
 
 __all__ = ["CGCNNEnsembleRegressor", "CGCNNEnsembleClassifier"]
 
 
-def _fit_member(member, graphs: CrystalGraphs, y):
-    return member.fit(graphs, y)
+def _fit_member(position: int, member, graphs: CrystalGraphs, y):
+    return position, member.fit(graphs, y)
 
 
 class _EnsembleMixin:
@@ -66,6 +69,15 @@ class _EnsembleMixin:
         Returns
         -------
         self
+
+        Notes
+        -----
+        An interrupt (Ctrl-C) ends the training of the whole ensemble, not
+        of one member. The members trained so far are kept: trained one
+        after another, the interrupted one too, partly trained; trained in
+        parallel, those that had finished. ``interrupted_`` is then True
+        and a warning says how many members there are. If none is left, the
+        interrupt is raised.
         """
         validate_parameter_constraints({"n_estimators": [Interval(Integral, 1, None, closed="left")],
                                         "bootstrap": ["boolean"], "n_jobs": [Integral, None],
@@ -87,11 +99,33 @@ class _EnsembleMixin:
         rows = [rng.randint(len(y), size=len(y)) if self.bootstrap else np.arange(len(y)) for _ in seeds]
         # One GPU serves one member at a time; on CPU the members train in parallel processes.
         n_jobs = 1 if str(base.device).startswith("cuda") else self.n_jobs
-        members = (clone(base).set_params(random_state=int(seed)) for seed in seeds)
-        self.estimators_ = Parallel(n_jobs=n_jobs)(
-            delayed(_fit_member)(member, graphs[idx], y[idx]) for member, idx in zip(members, rows)
-        )
+        tasks = (delayed(_fit_member)(position, clone(base).set_params(random_state=int(seed)), graphs[idx], y[idx])
+                 for position, (seed, idx) in enumerate(zip(seeds, rows)))
+        # Members come back as they finish, so that an interrupt keeps those already trained.
+        outputs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+        trained = {}
+        try:
+            for position, member in outputs:
+                trained[position] = member
+                if member.interrupted_:
+                    break
+        except KeyboardInterrupt:
+            if not trained:
+                raise
+            self.interrupted_ = True
+        else:
+            self.interrupted_ = any(member.interrupted_ for member in trained.values())
+        finally:
+            with warnings.catch_warnings():
+                # joblib's advice on members cancelled by the interrupt; the warning below says what happened
+                warnings.filterwarnings("ignore", ".*adjusting the input task iterator", UserWarning)
+                outputs.close()
+        self.estimators_ = [trained[position] for position in sorted(trained)]
         self.graph_settings_ = self.estimators_[0].graph_settings_
+        if self.interrupted_:
+            partial = sum(member.interrupted_ for member in self.estimators_)
+            warn(f"training was interrupted: the ensemble holds {len(self.estimators_)} of its {self.n_estimators} "
+                 f"members ({partial} of them partly trained; interrupted_ is True); fit again for the full ensemble")
         return self
 
     def _as_graphs(self, X, fitting: bool = False) -> CrystalGraphs:
@@ -122,7 +156,9 @@ class CGCNNEnsembleRegressor(_EnsembleMixin, RegressorMixin, BaseEstimator):
         instead of all of it.
     n_jobs : int, default=None
         Members trained at once on CPU (joblib processes, each with its
-        share of the cores); on a GPU they train one after another.
+        share of the cores); on a GPU they train one after another. Any
+        joblib backend but ``"multiprocessing"`` serves (members come back
+        as they finish, which that one cannot do).
     random_state : int, RandomState or None, default=None
         Draws the members' seeds (and resamples); a fixed value makes the
         ensemble reproducible on CPU.
@@ -130,7 +166,10 @@ class CGCNNEnsembleRegressor(_EnsembleMixin, RegressorMixin, BaseEstimator):
     Attributes
     ----------
     estimators_ : list of CGCNNRegressor
+        The members, in the order of their seeds.
     graph_settings_ : GraphSettings
+    interrupted_ : bool
+        Whether an interrupt ended training early (see :meth:`fit`).
 
     Examples
     --------
@@ -184,6 +223,8 @@ class CGCNNEnsembleClassifier(_EnsembleMixin, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     estimators_ : list of CGCNNClassifier
+    interrupted_ : bool
+        Whether an interrupt ended training early (see :meth:`CGCNNEnsembleRegressor.fit`).
     classes_ : ndarray
         All labels of the training data, in the order of ``predict_proba``
         columns (a member trained on a resample without some label gives it

@@ -35,7 +35,9 @@ class ConformalRegressor(BaseEstimator):
         Probability that an interval holds the true value.
     scaled : bool, default=False
         Intervals of half-width ``q * std`` (wider where the ensemble
-        disagrees) instead of a constant ``q``.
+        disagrees) instead of a constant ``q``. A standard deviation of 0
+        (an ensemble of one member) is refused: it would give intervals of
+        zero width.
 
     Attributes
     ----------
@@ -62,10 +64,16 @@ class ConformalRegressor(BaseEstimator):
         self.scaled = scaled
 
     def _centre_and_scale(self, X):
-        if self.scaled:
-            return self.estimator.predict(X, return_std=True)
-        pred = self.estimator.predict(X)
-        return pred, np.ones_like(pred)
+        if not self.scaled:
+            pred = self.estimator.predict(X)
+            return pred, np.ones_like(pred)
+        pred, std = self.estimator.predict(X, return_std=True)
+        flat = np.count_nonzero(~(np.asarray(std) > 0))
+        if flat:
+            # A zero spread would give an interval of zero width: no coverage where it is, whatever q is.
+            raise ValueError(f"scaled intervals need a spread, but the standard deviation is not positive for {flat} "
+                             f"of {np.size(std)} inputs (an ensemble of one member?); use scaled=False")
+        return pred, std
 
     def conformalize(self, X, y):
         """Compute the quantile from a calibration set the estimator did not train on.
@@ -85,7 +93,7 @@ class ConformalRegressor(BaseEstimator):
         y = np.asarray(y, dtype=float)
         if y.shape != np.shape(pred):
             raise ValueError(f"y has shape {y.shape}, the predictions {np.shape(pred)}")
-        scores = np.abs(y - pred) / np.maximum(scale, np.finfo(float).tiny)
+        scores = np.abs(y - pred) / scale
         n = len(scores)
         rank = ceil((n + 1) * self.confidence_level)
         if rank > n:

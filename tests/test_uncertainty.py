@@ -10,7 +10,10 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 
+from skorch.callbacks import Callback
+
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
+from skcgcnn.callbacks import StopTraining
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
 from skcgcnn.uncertainty import ConformalRegressor, calibration_curve, miscalibration_area
@@ -67,6 +70,45 @@ def test_the_ensemble_works_in_pipelines_searches_and_joblib(tmp_path, data):
     np.testing.assert_allclose(np.array(out, dtype=float), np.concatenate([mean, std]), rtol=1e-5)
 
 
+class _EndSomeMembers(Callback):
+    """After a member's first epoch: the first member trained in this process stops on purpose (as a time budget
+    stops it), the second as on Ctrl-C; with ``every=True`` every member is interrupted."""
+
+    started = 0
+
+    def __init__(self, every=False):
+        self.every = every
+
+    def on_train_begin(self, net, **kwargs):
+        type(self).started += 1
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.every or type(self).started == 2:
+            raise KeyboardInterrupt
+        if type(self).started == 1:
+            raise StopTraining
+
+
+def test_an_interrupt_ends_the_whole_ensemble_and_keeps_the_members_trained(ensemble, data):
+    graphs, y, _ = data
+    _EndSomeMembers.started = 0
+    member = CGCNNRegressor(**FAST, callbacks=[("end", _EndSomeMembers())])
+    with pytest.warns(UserWarning, match="holds 2 of its 3 members [(]1 of them partly trained"):
+        ens = CGCNNEnsembleRegressor(member, n_estimators=3, random_state=0).fit(graphs[:120], y[:120])
+    assert ens.interrupted_ and _EndSomeMembers.started == 2
+    assert [(m.interrupted_, len(m.history_)) for m in ens.estimators_] == [(False, 1), (True, 1)]
+    assert [m.random_state for m in ens.estimators_] == [m.random_state for m in ensemble.estimators_[:2]]
+    assert not ensemble.interrupted_ and ens.predict(graphs[120:], return_std=True)[1].shape == (120,)
+
+
+def test_an_interrupt_in_parallel_members_keeps_the_first_returned_and_stops_the_rest(data):
+    graphs, y, _ = data
+    member = CGCNNRegressor(**FAST, callbacks=[("end", _EndSomeMembers(every=True))])
+    with pytest.warns(UserWarning, match="holds 1 of its 3 members [(]1 of them partly trained"):
+        ens = CGCNNEnsembleRegressor(member, n_estimators=3, n_jobs=2, random_state=0).fit(graphs[:80], y[:80])
+    assert ens.interrupted_ and [(m.interrupted_, len(m.history_)) for m in ens.estimators_] == [(True, 1)]
+
+
 def test_a_classifier_ensemble_averages_probabilities(data):
     graphs, y, _ = data
     labels = np.where(y < np.median(y), "deep", "shallow")
@@ -108,6 +150,15 @@ def test_conformal_intervals_cover_at_least_the_nominal_share_of_held_out_crysta
         _, interval = conformal.conformalize(calibration, held_out[calibration]).predict_interval(test)
         coverage.append(np.mean((interval[:, 0] <= held_out[test]) & (held_out[test] <= interval[:, 1])))
     assert np.mean(coverage) >= 0.895  # the guarantee is on the expected coverage: >= 0.9
+
+
+def test_scaled_intervals_refuse_an_ensemble_without_spread():
+    y = np.linspace(0.0, 1.0, 40)
+    one_member = _Precomputed(y + 0.1, np.where(np.arange(40) == 7, 0.0, 0.2))
+    with pytest.raises(ValueError, match="not positive for 1 of 40 inputs"):
+        ConformalRegressor(one_member, scaled=True).conformalize(np.arange(40), y)
+    constant = ConformalRegressor(one_member).conformalize(np.arange(40), y)
+    assert constant.quantile_ == pytest.approx(0.1)
 
 
 def test_mapie_takes_crystal_graphs_for_split_conformal(ensemble, data):
