@@ -9,7 +9,6 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
-
 from skorch.callbacks import Callback
 
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
