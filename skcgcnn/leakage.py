@@ -18,7 +18,7 @@ from joblib import Parallel, delayed
 from .graphs import CrystalGraphs
 from .structures import as_structure, as_input_list
 
-__all__ = ["find_duplicates", "leaks_across"]
+__all__ = ["find_duplicates", "leaks_across", "copies_to_drop"]
 
 
 def _formula_keys(X, graphs: CrystalGraphs | None) -> list[tuple]:
@@ -120,3 +120,34 @@ def leaks_across(groups: list[np.ndarray], sets) -> list[tuple[int, int]]:
     sets = np.asarray(sets)
     return [(int(i), int(j)) for group in groups for a, i in enumerate(group) for j in group[a + 1:]
             if sets[i] != sets[j]]
+
+
+def copies_to_drop(groups: list[np.ndarray], sets) -> list[int]:
+    """Positions to drop so that one copy of each crystal is left: a training copy where there is one.
+
+    Keeping the training copy leaves the held-out sets free of crystals the
+    model trained on, and no crystal is lost from training.
+
+    Parameters
+    ----------
+    groups : list of ndarray of int
+        From :func:`find_duplicates`.
+    sets : array-like of str
+        The set of each crystal (``"train"`` for training).
+
+    Returns
+    -------
+    list of int
+
+    Examples
+    --------
+    >>> copies_to_drop([np.array([0, 3]), np.array([1, 2])], ["test", "val", "val", "train"])
+    [0, 2]
+    """
+    sets = np.asarray(sets)
+    dropped = []
+    for group in groups:
+        trained = [i for i in group if sets[i] == "train"]
+        keep = trained[0] if trained else group[0]
+        dropped += [int(i) for i in group if i != keep]
+    return dropped

@@ -31,7 +31,7 @@ from .elements import AtomFeatures
 from .files import atomic_path
 from .graphs import CrystalGraphTransformer, GraphSettings
 
-__all__ = ["PretrainedModel", "MODELS", "load", "load_checkpoint", "read_checkpoint", "save_checkpoint",
+__all__ = ["PretrainedModel", "MODELS", "load", "load_any", "load_checkpoint", "read_checkpoint", "save_checkpoint",
            "ORIGINAL_GRAPH"]
 
 #: Graph geometry of the original code (its defaults, used by every released model).
@@ -327,6 +327,40 @@ def load(name: str, nbr_rule: str = "first"):
     -2.12
     """
     return load_checkpoint(model_path(name), nbr_rule=nbr_rule)
+
+
+def load_any(spec, trust_pickle: bool = False):
+    """A model from whatever names it: a released model's name, an original-format checkpoint, or a model file.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        A key of :data:`MODELS`, a ``.pth.tar`` (``.pth``, ``.pt``) checkpoint of the original code, or a
+        skcgcnn model file.
+    trust_pickle : bool, default=False
+        Also read a pickle (``joblib.dump``). Loading a pickle runs any code it holds: pass True only for files
+        you made or whose source you trust. Without it, a pickle is refused like any file that is not a model
+        file.
+
+    Returns
+    -------
+    estimator, ensemble or Pipeline
+        Fitted, ready to predict.
+    """
+    import zipfile
+
+    from .persistence import load_model
+
+    spec = str(spec)
+    if spec in MODELS:
+        return load(spec)
+    if spec.endswith((".pth.tar", ".pth", ".pt")):
+        return load_checkpoint(spec)
+    if trust_pickle and Path(spec).is_file() and not zipfile.is_zipfile(spec):
+        import joblib
+
+        return joblib.load(spec)
+    return load_model(spec)
 
 
 def save_checkpoint(estimator, path, force: bool = False) -> Path:

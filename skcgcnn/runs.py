@@ -26,7 +26,7 @@ from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 from .files import MODEL_SUFFIX, atomic_path
 
 __all__ = ["RunFolder", "AtomicCheckpoint", "ResumableEarlyStopping", "ErrorColumn", "SaveBestModel", "Tee",
-           "stop_on_signals", "exit_status"]
+           "check_run_options", "run_callbacks", "stop_on_signals", "exit_status"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -239,6 +239,70 @@ class SaveBestModel(Callback):
 
         if net.history[-1, self.monitor]:
             save_model(Pipeline([("graph", self.transformer), ("cgcnn", net)]), self.path, force=True)
+
+
+def check_run_options(has_val: bool, lr_schedule: str, patience: int | None) -> None:
+    """Refuse, before any long work, options that watch a validation score when there is none."""
+    if not has_val and (patience or lr_schedule == "plateau"):
+        raise ValueError("--patience and --lr-schedule plateau watch the validation score: they need a "
+                         "validation set (--val-size > 0, --val-data, or val rows in --split)")
+
+
+def run_callbacks(run: RunFolder, transformer, X_val, y_val, classification: bool, epochs: int,
+                  lr_schedule: str = "cosine", lr_patience: int = 10, patience: int | None = None) -> list:
+    """The callbacks of a training run kept in ``run``: resumable, checkpointed, the best epoch saved.
+
+    Parameters
+    ----------
+    run : RunFolder
+    transformer : CrystalGraphTransformer
+        Saved with the best network so far (``best.skcgcnn``), so that file predicts from structures.
+    X_val, y_val
+        The validation crystals (graphs) and targets; with none, no epoch is selected.
+    classification : bool
+        Validation error shown as log-loss rather than MAE.
+    epochs : int
+        Length of the cosine schedule.
+    lr_schedule : {"cosine", "plateau", "constant"}, default="cosine"
+    lr_patience : int, default=10
+        Epochs without improvement before the plateau schedule halves the rate.
+    patience : int or None, default=None
+        Epochs without improvement before training stops (``None``: never).
+
+    Returns
+    -------
+    list of (str, Callback)
+        For the estimator's ``callbacks``; pass ``callbacks__lr_scheduler=None`` too, as the schedule is here.
+    """
+    from skorch.callbacks import LoadInitState, LRScheduler
+    from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
+
+    from .callbacks import HeldOutScore
+
+    has_val = len(y_val) > 0
+    check_run_options(has_val, lr_schedule, patience)
+    last = AtomicCheckpoint(monitor=None, dirname=str(run.checkpoint_dir), f_params="params.pt",
+                            f_optimizer="optimizer.pt", f_criterion=None, f_history="history.json",
+                            event_name=None)
+    callbacks = [("resume", LoadInitState(last))]
+    if has_val:
+        callbacks.append(("held_out", HeldOutScore(X_val, y_val, restore_best=False)))
+        callbacks.append(("error_column", ErrorColumn("val_log_loss" if classification else "val_mae")))
+    if lr_schedule == "cosine":
+        callbacks.append(("schedule", LRScheduler(policy=CosineAnnealingLR, T_max=epochs)))
+    elif lr_schedule == "plateau":
+        callbacks.append(("schedule", LRScheduler(policy=ReduceLROnPlateau, monitor="held_out_score", mode="max",
+                                                  factor=0.5, patience=lr_patience)))
+    if patience:
+        callbacks.append(("early_stopping", ResumableEarlyStopping(monitor="held_out_score", lower_is_better=False,
+                                                                   patience=patience)))
+    if has_val:
+        callbacks.append(("best", AtomicCheckpoint(monitor="held_out_score_best", dirname=str(run.checkpoint_dir),
+                                                   f_params="best_params.pt", f_optimizer=None, f_criterion=None,
+                                                   f_history=None, event_name="event_best", load_best=True)))
+        callbacks.append(("best_model", SaveBestModel(run / ("best" + MODEL_SUFFIX), transformer)))
+    callbacks.append(("checkpoint", last))
+    return callbacks
 
 
 @contextmanager

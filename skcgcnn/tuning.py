@@ -7,7 +7,7 @@ import json
 import os
 import socket
 import warnings
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import numpy as np
 import optuna
@@ -22,7 +22,11 @@ from .files import process_alive
 from .estimators import _CGCNNMixin
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 
-__all__ = ["default_search_space", "make_storage", "tune"]
+__all__ = ["NoTrialCompleted", "default_search_space", "make_storage", "tune"]
+
+
+class NoTrialCompleted(RuntimeError):
+    """A search ended without a completed trial, so there is no best model to refit."""
 
 
 def _steps(estimator) -> tuple[str | None, str]:
@@ -385,7 +389,9 @@ def tune(
     best = None
     if refit:
         if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-            raise RuntimeError("no trial completed, so there are no best parameters to refit with")
+            states = Counter(t.state.name.lower() for t in study.trials)
+            raise NoTrialCompleted(f"no trial completed ({states['fail']} failed, {states['pruned']} pruned, "
+                                   f"{states['running']} running), so there are no best parameters to refit with")
         best = clone(estimator).set_params(**study.best_params)
         best.fit(X, y)
     return best, study

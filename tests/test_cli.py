@@ -160,3 +160,11 @@ def test_predict_refuses_pickles_unless_trusted(tmp_path, original_layout, capsy
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     assert "runs any code it holds" in " ".join(capsys.readouterr().out.split())
+
+
+def test_tune_without_a_completed_trial_ends_in_one_line(tmp_path, original_layout, capsys):
+    output = tmp_path / "best.skcgcnn"
+    assert main(["tune", str(original_layout), "--timeout", "0", "-o", str(output), *TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert "no trial completed (0 failed, 0 pruned, 0 running)" in err and "Traceback" not in err
+    assert not output.exists()

@@ -15,8 +15,8 @@ from skorch.callbacks import Callback, EarlyStopping
 
 from conftest import write_original_layout
 from skcgcnn import CGCNNRegressor
-from skcgcnn import cli
 from skcgcnn.callbacks import TimeBudget
+from skcgcnn.cli import fit as fit_command
 from skcgcnn.cli import main
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.files import atomic_path, remove_stale_temporaries
@@ -79,8 +79,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, data, 
     assert main(["fit", *args, "-o", str(tmp_path / "whole")]) == 0
     whole = load_model(tmp_path / "whole" / "model.skcgcnn")
 
-    callbacks = cli._fit_callbacks
-    monkeypatch.setattr(cli, "_fit_callbacks", lambda *a: [*callbacks(*a), ("signal", _SignalAt(3, signum))])
+    callbacks = fit_command.run_callbacks
+    monkeypatch.setattr(fit_command, "run_callbacks",
+                        lambda *a, **k: [*callbacks(*a, **k), ("signal", _SignalAt(3, signum))])
     cut = tmp_path / "cut"
     capsys.readouterr()
     assert main(["fit", *args, "-o", str(cut)]) == status
@@ -90,7 +91,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, data, 
     assert json.loads((cut / "run.json").read_text())["status"] == "interrupted"
     assert not (cut / "model.skcgcnn").exists() and (cut / "best.skcgcnn").is_file()
     assert not list(cut.glob("**/.*.tmp"))
-    monkeypatch.setattr(cli, "_fit_callbacks", callbacks)
+    monkeypatch.setattr(fit_command, "run_callbacks", callbacks)
 
     assert main(["fit", "--resume", str(cut)]) == 0
     assert "resuming from the checkpoint of epoch 3 of 8" in capsys.readouterr().out
