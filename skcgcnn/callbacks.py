@@ -69,7 +69,7 @@ class HeldOutScore(Callback):
         self.restore_best = restore_best
 
     def on_train_begin(self, net, **kwargs):
-        self.X_ = net._as_graphs(self.X, fitting=False)
+        self.X_ = net.featurize(self.X)
         self.y_ = np.asarray(self.y)
         if len(self.y_) != len(self.X_):
             raise ValueError(f"HeldOutScore holds {len(self.X_)} crystals but {len(self.y_)} targets")

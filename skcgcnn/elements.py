@@ -53,8 +53,11 @@ class AtomFeatures:
     """
 
     def __init__(self, table: np.ndarray, known: np.ndarray, name: str):
-        self.table = np.ascontiguousarray(table, dtype=np.float32)
-        self.known = np.asarray(known, dtype=bool)
+        # Own, read-only copies: the built-in sets are cached and shared by every model of the process.
+        self.table = np.array(table, dtype=np.float32, order="C")
+        self.known = np.array(known, dtype=bool)
+        self.table.setflags(write=False)
+        self.known.setflags(write=False)
         self.name = name
 
     @property

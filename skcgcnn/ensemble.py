@@ -128,13 +128,20 @@ class _EnsembleMixin:
                  f"members ({partial} of them partly trained; interrupted_ is True); fit again for the full ensemble")
         return self
 
-    def _as_graphs(self, X, fitting: bool = False) -> CrystalGraphs:
-        """Graphs of ``X`` with the members' settings (the same interface as the estimators', for prediction)."""
-        if fitting:
-            raise ValueError("an ensemble featurizes for fitting in fit")
+    def featurize(self, X) -> CrystalGraphs:
+        """Crystal graphs of ``X`` as the members read them (see :meth:`CGCNNRegressor.featurize`).
+
+        Parameters
+        ----------
+        X : CrystalGraphs or sequence of structures
+
+        Returns
+        -------
+        CrystalGraphs
+        """
         if not hasattr(self, "estimators_"):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
-        return self.estimators_[0]._as_graphs(X, fitting=False)
+        return self.estimators_[0].featurize(X)
 
     def unseen_elements(self, X) -> list[list[str]]:
         """Per input, the elements absent from the training data (see :meth:`CGCNNRegressor.unseen_elements`)."""
@@ -205,7 +212,7 @@ class CGCNNEnsembleRegressor(_EnsembleMixin, RegressorMixin, BaseEstimator):
         std : ndarray of the same shape
             Only when ``return_std`` is true.
         """
-        graphs = self._as_graphs(X)
+        graphs = self.featurize(X)
         predictions = np.stack([member.predict(graphs) for member in self.estimators_])
         mean = predictions.mean(axis=0)
         return (mean, predictions.std(axis=0)) if return_std else mean
@@ -268,7 +275,7 @@ class CGCNNEnsembleClassifier(_EnsembleMixin, ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_crystals, n_classes)
         """
-        graphs = self._as_graphs(X)
+        graphs = self.featurize(X)
         total = np.zeros((len(graphs), len(self.classes_)))
         for member in self.estimators_:
             total[:, np.searchsorted(self.classes_, member.classes_)] += member.predict_proba(graphs)

@@ -504,6 +504,24 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
+    @classmethod
+    def from_settings(cls, settings: GraphSettings, **params) -> CrystalGraphTransformer:
+        """A transformer that builds graphs under ``settings`` (a fitted model's ``graph_settings_``).
+
+        Parameters
+        ----------
+        settings : GraphSettings
+        **params
+            ``n_jobs``, ``verbose``.
+
+        Returns
+        -------
+        CrystalGraphTransformer
+        """
+        return cls(radius=settings.radius, max_num_nbr=settings.max_num_nbr, dmin=settings.dmin, step=settings.step,
+                   atom_features=settings.atom_features, nbr_rule=settings.nbr_rule, tie_tol=settings.tie_tol,
+                   **params)
+
     @property
     def settings(self) -> GraphSettings:
         """The :class:`GraphSettings` these parameters describe."""

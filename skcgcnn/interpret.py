@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from pymatgen.core import Element
 
 __all__ = ["site_contributions"]
@@ -48,19 +47,13 @@ def site_contributions(estimator, X):
     """
     import pandas as pd
 
-    graphs = estimator._as_graphs(X, fitting=False)
+    graphs = estimator.featurize(X)
     if estimator.module_.pooling != "linear":
         raise ValueError(
             f"site contributions need a model fitted with pooling='linear'; this one uses "
             f"pooling={estimator.module_.pooling!r}"
         )
-    module = estimator.module_
-    module.eval()
-    parts = []
-    with torch.no_grad(), estimator.autocast():
-        for batch, _ in estimator.get_iterator(estimator.get_dataset(graphs), training=False):
-            parts.append(module.site_contributions(**batch.to(estimator.device)).float().cpu().numpy())
-    sites = np.concatenate(parts) * estimator.y_scale_ + estimator.y_mean_
+    sites = estimator.run_batches(graphs, "site_contributions") * estimator.y_scale_ + estimator.y_mean_
     n_atoms = graphs.n_atoms
     # One symbol lookup per distinct element, then a vectorised gather per atom.
     present, inverse = np.unique(graphs.atomic_numbers, return_inverse=True)

@@ -206,7 +206,7 @@ class CGCNN(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if n_h < 1:
             raise ValueError(f"n_h must be at least 1, got {n_h}")
-        table = torch.as_tensor(atom_feature_table, dtype=torch.float32)
+        table = torch.tensor(atom_feature_table, dtype=torch.float32)  # a copy the module owns
         self.register_buffer("atom_table", table)
         self.pooling = pooling
         self.embedding = nn.Linear(table.shape[1], atom_fea_len)

@@ -16,7 +16,6 @@ with every skorch detail, for files you made yourself or trust.
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from importlib import metadata
@@ -26,16 +25,20 @@ import numpy as np
 import torch
 from sklearn.pipeline import Pipeline
 
+from ._safe_load import UnreadableFile, load_plain
 from .elements import ATOM_FEATURE_SETS, AtomFeatures
 from .files import atomic_path
 from .graphs import CrystalGraphTransformer, GraphSettings
 from .nn import CGCNN
 
-__all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_model", "load_model", "restore_fitted", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "skcgcnn-model"
-# Version 2 added ensembles; a file of a single model is still written as version 1, which older readers take.
-FORMAT_VERSION = 2
+# Version 2 added ensembles, version 3 calibrated ensembles; each file is written with the oldest version that holds
+# it, so older readers take what they can.
+FORMAT_VERSION = 3
+# What a calibrated ensemble adds to an ensemble's record (arrays stored as tensors).
+_CALIBRATION = ("center_", "scale_", "components_", "reference_", "error_model_", "calibration_scores_")
 _PLAIN = (bool, int, float, str, type(None))
 _PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy", "joblib", "optuna", "pandas")
 
@@ -94,7 +97,7 @@ def _saved_class(estimator) -> type:
     return kinds[type(estimator)]
 
 
-def _estimator_record(estimator) -> dict:
+def _estimator_record(estimator, weights: torch.dtype = torch.float32) -> dict:
     saved_as = _saved_class(estimator)
     if not getattr(estimator, "initialized_", False) or not hasattr(estimator, "graph_settings_"):
         raise ValueError(f"this {type(estimator).__name__} is not fitted; fit it before saving")
@@ -113,7 +116,8 @@ def _estimator_record(estimator) -> dict:
                            "step": settings.step, "nbr_rule": settings.nbr_rule, "tie_tol": settings.tie_tol,
                            "atom_features": _atom_features(settings.atom_features)},
         "featurizer": None if estimator.featurizer is None else _transformer_record(estimator.featurizer),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in estimator.module_.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().to(weights if v.is_floating_point() else v.dtype).clone()
+                       for k, v in estimator.module_.state_dict().items()},
     }
     if record["class"] == "CGCNNClassifier":
         classes = estimator.classes_
@@ -128,7 +132,7 @@ def _estimator_record(estimator) -> dict:
     return record
 
 
-def _ensemble_record(ensemble) -> dict:
+def _ensemble_record(ensemble, weights: torch.dtype = torch.float32) -> dict:
     if not hasattr(ensemble, "estimators_"):
         raise ValueError(f"this {type(ensemble).__name__} is not fitted; fit it before saving")
     params = {k: v for k, v in ensemble.get_params(deep=False).items() if k != "estimator" and isinstance(v, _PLAIN)}
@@ -139,20 +143,27 @@ def _ensemble_record(ensemble) -> dict:
         "template": None if template is None else {
             "class": _saved_class(template).__name__, "params": _plain_params(template),
             "featurizer": None if template.featurizer is None else _transformer_record(template.featurizer)},
-        "members": [_estimator_record(member) for member in ensemble.estimators_],
+        "members": [_estimator_record(member, weights) for member in ensemble.estimators_],
     }
     if hasattr(ensemble, "classes_"):
         record["classes"] = {"values": ensemble.classes_.tolist(), "dtype": ensemble.classes_.dtype.str}
+    if hasattr(ensemble, "calibration_scores_"):
+        record["calibration"] = {name: torch.from_numpy(np.asarray(getattr(ensemble, name)).copy())
+                                 for name in _CALIBRATION}
+        record["calibration"]["reference_"] = record["calibration"]["reference_"].to(weights)
+    if hasattr(ensemble, "card_"):
+        record["card"] = ensemble.card_
     return record
 
 
 def _is_ensemble(model) -> bool:
+    from .calibrated import CalibratedEnsembleRegressor
     from .ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
 
-    return type(model) in (CGCNNEnsembleRegressor, CGCNNEnsembleClassifier)
+    return type(model) in (CGCNNEnsembleRegressor, CGCNNEnsembleClassifier, CalibratedEnsembleRegressor)
 
 
-def save_model(model, path, force: bool = False) -> Path:
+def save_model(model, path, force: bool = False, weights: str = "float32") -> Path:
     """Write a fitted model as a skcgcnn model file.
 
     Parameters
@@ -167,6 +178,10 @@ def save_model(model, path, force: bool = False) -> Path:
         is written under a temporary name and renamed when complete.
     force : bool, default=False
         Replace an existing file.
+    weights : {"float32", "float16"}, default="float32"
+        How the network weights (and a calibrated ensemble's training-set features) are stored. ``"float16"``
+        halves the file; predictions then move by about 1e-3 relative, so score a model saved that way as it
+        is read back. Loaded networks compute in float32 either way.
 
     Returns
     -------
@@ -190,6 +205,9 @@ def save_model(model, path, force: bool = False) -> Path:
     True
     """
     path = Path(path)
+    dtypes = {"float32": torch.float32, "float16": torch.float16}
+    if weights not in dtypes:
+        raise ValueError(f"weights must be 'float32' or 'float16', got {weights!r}")
     if isinstance(model, Pipeline):
         if len(model.steps) != 2 or not isinstance(model.steps[0][1], CrystalGraphTransformer):
             raise TypeError("only a Pipeline of a CrystalGraphTransformer and a CGCNN estimator is saved in this "
@@ -199,11 +217,12 @@ def save_model(model, path, force: bool = False) -> Path:
     else:
         estimator, content = model, {"pipeline": None}
     if _is_ensemble(estimator):
-        content.update(format=FORMAT, format_version=2, versions=package_versions(),
-                       ensemble=_ensemble_record(estimator))
+        record = _ensemble_record(estimator, dtypes[weights])
+        content.update(format=FORMAT, format_version=3 if "calibration" in record else 2,
+                       versions=package_versions(), ensemble=record)
     else:
         content.update(format=FORMAT, format_version=1, versions=package_versions(),
-                       estimator=_estimator_record(estimator))
+                       estimator=_estimator_record(estimator, dtypes[weights]))
     if path.exists() and not force:
         raise ValueError(f"{path} exists; pass force=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,13 +239,10 @@ def _read(path: Path) -> dict:
     with open(path, "rb") as handle:
         pickled = handle.read(1) == b"\x80"  # the opcode every pickle of protocol 2 or later starts with
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        if found or pickled:
-            asks = f"it asks to load {found.group(1)}: " if found else ""
+        content = load_plain(path)
+    except UnreadableFile as exc:
+        if exc.refused or pickled:
+            asks = f"it asks to load {exc.refused}: " if exc.refused else ""
             raise ValueError(
                 f"{path}: refused unread: {asks}it is a pickle (such as joblib.dump writes), not a skcgcnn "
                 "model file, and loading a pickle can run any code it holds; load it only if you trust its "
@@ -265,43 +281,87 @@ def _estimator_from(record: dict, path: Path):
     if saved_on is not None:
         warnings.warn(f"{path}: the model was saved on {saved_on}; it runs on the CPU here", UserWarning,
                       stacklevel=3)
-    pretrained = params.pop("pretrained", None)
     if record.get("featurizer") is not None:
         params["featurizer"] = _transformer_from(record["featurizer"])
     estimator = classes[record["class"]](**params)
     settings = dict(record["graph_settings"])
     features = AtomFeatures.from_spec(_features_from(settings.pop("atom_features")))
-    estimator.graph_settings_ = GraphSettings(atom_features=features, **settings)
+    fitted = {"checkpoint": record.get("checkpoint"),
+              "elements": record["elements"].numpy() if "elements" in record else None}
     if "classes" in record:
-        from sklearn.preprocessing import LabelEncoder
-
-        labels = np.array(record["classes"]["values"], dtype=np.dtype(record["classes"]["dtype"]))
-        estimator.label_encoder_ = LabelEncoder().fit(labels)
+        fitted["classes"] = np.array(record["classes"]["values"], dtype=np.dtype(record["classes"]["dtype"]))
     else:
-        target = record["target"]
-        estimator.y_mean_ = np.asarray(target["mean"], dtype=np.float64)
-        estimator.y_scale_ = np.asarray(target["scale"], dtype=np.float64)
-        estimator.n_outputs_, estimator.y_ndim_ = len(estimator.y_mean_), target["ndim"]
-    if "checkpoint" in record:
-        estimator.checkpoint_ = record["checkpoint"]
-    if "elements" in record:
-        estimator.elements_ = record["elements"].numpy()
-    # The weights are the file's: the network is built without reading the checkpoint it started from.
-    estimator.initialize()
-    estimator.pretrained = pretrained
+        fitted["target"] = (record["target"]["mean"], record["target"]["scale"], record["target"]["ndim"])
+
+    def load_weights(module):
+        try:
+            module.load_state_dict(record["state_dict"])
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: the weights do not fit the stored architecture ({exc})") from None
+
+    return restore_fitted(estimator, GraphSettings(atom_features=features, **settings), load_weights, **fitted)
+
+
+def restore_fitted(estimator, graph_settings: GraphSettings, load_weights, target=None, classes=None, elements=None,
+                   checkpoint=None):
+    """Make an unfitted CGCNN estimator the fitted one that stored state describes.
+
+    The one place that sets fitted attributes from outside ``fit``: model
+    files and original-format checkpoints are both read through it.
+
+    Parameters
+    ----------
+    estimator : CGCNNRegressor or CGCNNClassifier
+        Constructed with the stored parameters.
+    graph_settings : GraphSettings
+    load_weights : callable
+        Called with the built network; copies the stored weights into it.
+    target : (mean, scale, ndim), default=None
+        A regressor's target standardisation and the number of dimensions of its ``y``.
+    classes : ndarray, default=None
+        A classifier's labels.
+    elements : array-like of int, default=None
+        Atomic numbers seen in training.
+    checkpoint : dict, default=None
+        Where an imported checkpoint came from (``checkpoint_``).
+
+    Returns
+    -------
+    estimator
+        Fitted, in evaluation mode.
+    """
+    from sklearn.preprocessing import LabelEncoder
+
+    estimator.graph_settings_ = graph_settings
+    if classes is not None:
+        estimator.label_encoder_ = LabelEncoder().fit(classes)
+    if target is not None:
+        mean, scale, ndim = target
+        estimator.y_mean_ = np.asarray(mean, dtype=np.float64)
+        estimator.y_scale_ = np.asarray(scale, dtype=np.float64)
+        estimator.n_outputs_, estimator.y_ndim_ = len(estimator.y_mean_), ndim
+    if checkpoint is not None:
+        estimator.checkpoint_ = checkpoint
+    if elements is not None:
+        estimator.elements_ = np.asarray(elements, dtype=np.int64)
+    # The weights are the stored ones: the network is built without reading the checkpoint it started from.
+    pretrained, estimator.pretrained = estimator.pretrained, None
     try:
-        estimator.module_.load_state_dict(record["state_dict"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: the weights do not fit the stored architecture ({exc})") from None
+        estimator.initialize()
+    finally:
+        estimator.pretrained = pretrained
+    load_weights(estimator.module_)
     estimator.module_.eval()
     return estimator
 
 
 def _ensemble_from(record: dict, path: Path):
+    from .calibrated import CalibratedEnsembleRegressor
     from .ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
     from .estimators import CGCNNClassifier, CGCNNRegressor
 
-    classes = {"CGCNNEnsembleRegressor": CGCNNEnsembleRegressor, "CGCNNEnsembleClassifier": CGCNNEnsembleClassifier}
+    classes = {"CGCNNEnsembleRegressor": CGCNNEnsembleRegressor, "CGCNNEnsembleClassifier": CGCNNEnsembleClassifier,
+               "CalibratedEnsembleRegressor": CalibratedEnsembleRegressor}
     if record.get("class") not in classes:
         raise ValueError(f"{path}: unknown ensemble {record.get('class')!r}")
     template = record["template"]
@@ -317,6 +377,12 @@ def _ensemble_from(record: dict, path: Path):
     ensemble.graph_settings_ = ensemble.estimators_[0].graph_settings_
     if "classes" in record:
         ensemble.classes_ = np.array(record["classes"]["values"], dtype=np.dtype(record["classes"]["dtype"]))
+    if "calibration" in record:
+        for name in _CALIBRATION:
+            setattr(ensemble, name, record["calibration"][name].float().numpy() if name == "reference_"
+                    else record["calibration"][name].numpy())
+    if "card" in record:
+        ensemble.card_ = record["card"]
     return ensemble
 
 

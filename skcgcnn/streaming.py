@@ -206,13 +206,16 @@ def _graphs_of(featurize, items, ids, on_error):
 
 def predict_to_csv(model, paths, output, structure_column: str = "cif", id_column: str | None = "id",
                    chunk_size: int = 4096, resume: bool = False, force: bool = False, on_error: str = "stop",
-                   strict: bool = False, report=print) -> dict:
+                   strict: bool = False, confidence_level: float = 0.9, report=print) -> dict:
     """Predict every input and write ``id``, predictions and ``unseen_elements`` to a CSV file, chunk by chunk.
 
     Parameters
     ----------
     model : fitted CGCNN estimator or ensemble, or Pipeline of a CrystalGraphTransformer and one
-        An ensemble regressor adds a ``std`` column (the members' spread).
+        An ensemble regressor adds a ``std`` column (the members' spread); a calibrated ensemble
+        (:class:`~skcgcnn.calibrated.CalibratedEnsembleRegressor`, such as this project's released models)
+        its calibrated standard deviation and the bounds of its conformal interval, ``lower_90`` and
+        ``upper_90`` at the default level.
     paths : sequence of str or path-like
         Structure files, folders of them, CSV files with CIF text, ASE
         databases (``*.db``).
@@ -234,6 +237,8 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
     strict : bool, default=False
         Refuse inputs with elements the model never saw in training (to the
         errors file) instead of predicting and flagging them.
+    confidence_level : float, default=0.9
+        Level of the intervals of a calibrated ensemble (ignored for other models).
     report : callable, default=print
 
     Returns
@@ -253,7 +258,7 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
     partial = output.with_name(output.name + ".partial")
     errors_file = output.with_name(output.name + ".errors.csv")
     net = model[-1] if isinstance(model, Pipeline) else model
-    featurize = model[:-1].transform if isinstance(model, Pipeline) else lambda x: net._as_graphs(x, fitting=False)
+    featurize = model[:-1].transform if isinstance(model, Pipeline) else net.featurize
     classifier = is_classifier(net)
     spread = not classifier and hasattr(net, "estimators_")  # an ensemble: its members' standard deviation too
     single = net.estimators_[0] if spread else net  # what says how many outputs there are
@@ -261,6 +266,9 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
                else ["prediction"] if getattr(single, "y_ndim_", 1) == 1
                else [f"prediction_{k}" for k in range(single.n_outputs_)])
     outputs += [name.replace("prediction", "std") for name in outputs] if spread else []
+    half_width = net.interval_half_width(confidence_level) if hasattr(net, "calibration_scores_") else None
+    if half_width is not None:
+        outputs += [f"lower_{100 * confidence_level:g}", f"upper_{100 * confidence_level:g}"]
     header = ["id", *(["prediction"] if classifier else []), *outputs, "unseen_elements"]
     if partial.exists() or errors_file.exists():
         if force:
@@ -295,6 +303,8 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
                     labels = [[label] for label in net.classes_[values.argmax(axis=1)]]
                 else:
                     found = net.predict(graphs, return_std=True) if spread else (net.predict(graphs),)
+                    if half_width is not None:
+                        found = (*found, found[0] - half_width * found[1], found[0] + half_width * found[1])
                     values = np.hstack([np.asarray(v).reshape(len(good_ids), -1) for v in found])
                     labels = [[]] * len(good_ids)
                 rows += [[ident, *label, *value.tolist(), " ".join(symbols)]

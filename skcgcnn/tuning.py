@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from .callbacks import HeldOutScore
 from .files import process_alive
-from .estimators import _CGCNNMixin
+from ._net import CGCNNMixin
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 
 __all__ = ["NoTrialCompleted", "default_search_space", "make_storage", "tune"]
@@ -31,9 +31,9 @@ class NoTrialCompleted(RuntimeError):
 
 def _steps(estimator) -> tuple[str | None, str]:
     """Prefixes of the graph step (or None) and of the network inside ``estimator``."""
-    if isinstance(estimator, _CGCNNMixin):
+    if isinstance(estimator, CGCNNMixin):
         return None, ""
-    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[-1][1], _CGCNNMixin):
+    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[-1][1], CGCNNMixin):
         graph = [name for name, step in estimator.steps[:-1] if isinstance(step, CrystalGraphTransformer)]
         return (graph[0] + "__" if graph else None), estimator.steps[-1][0] + "__"
     raise TypeError(

@@ -63,3 +63,15 @@ def test_original_table_is_the_released_models_input():
     # the same categories, one-hot, but binned from other element data than pymatgen's
     np.testing.assert_array_equal(np.unique(original.table), [0.0, 1.0])
     assert original != ours
+
+
+def test_a_models_atom_table_is_its_own_copy_and_the_shared_tables_are_read_only():
+    from skcgcnn.nn import CGCNN
+
+    shared = AtomFeatures.from_spec("cgcnn")
+    before = shared.table.copy()
+    module = CGCNN(shared.table)
+    module.atom_table.add_(1.0)  # in place, as an optimizer or a user could
+    assert np.array_equal(AtomFeatures.from_spec("cgcnn").table, before)
+    with pytest.raises(ValueError, match="read-only"):
+        shared.table[8, 0] = 5.0

@@ -209,6 +209,15 @@ def test_cuda_fit_and_predict(split):
     assert reg.predict(X).shape == (24,)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_fit_leaves_the_callers_cuda_random_state_as_it_was(split):
+    X, y = split[0][:24], split[1][:24]
+    torch.cuda.manual_seed_all(123)
+    before = torch.cuda.get_rng_state()
+    CGCNNRegressor(max_epochs=1, device="cuda", random_state=0, **SMALL).fit(X, y)
+    assert torch.equal(torch.cuda.get_rng_state(), before)
+
+
 def test_held_out_score_restores_the_best_epoch(split):
     from skcgcnn.callbacks import HeldOutScore
 

@@ -33,6 +33,9 @@ def add_parsers(sub) -> None:
                          help="structures read, featurized, predicted and written at a time")
     predict.add_argument("--resume", action="store_true",
                          help="continue an interrupted run from OUTPUT.partial, skipping the ids written")
+    predict.add_argument("--confidence", type=float, default=0.9,
+                         help="level of the intervals (columns lower_90, upper_90 at the default) that models "
+                              "with calibrated uncertainty, such as this project's released ones, write")
     predict.add_argument("--on-error", choices=["stop", "skip"], default="stop",
                          help="a structure that cannot be read stops the run, or is listed in OUTPUT.errors.csv")
     predict.set_defaults(func=run)
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.filterwarnings("ignore", ".*absent from the training data", UserWarning)  # reported below
         counts = predict_to_csv(model, args.inputs, output, args.structure_column, args.id_column,
                                 chunk_size=args.chunk_size, resume=args.resume, force=args.force,
-                                on_error=args.on_error, strict=args.strict)
+                                on_error=args.on_error, strict=args.strict, confidence_level=args.confidence)
     print(f"{counts['written'] + counts['resumed']} predictions written to {output}"
           + (f" ({counts['resumed']} from the interrupted run)" if counts["resumed"] else ""))
     if counts["unseen"]:
@@ -67,15 +70,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def list_models(args: argparse.Namespace) -> int:
-    """A table of the released models."""
-    from ..pretrained import MODELS
+    """Tables of the released models: this project's first, then the 2018 ones."""
+    from ..registry import MODELS, RELEASED
 
-    rows = [("name", "property", "units", "training crystals", "validation")]
-    rows += [(m.name, m.property, m.units, f"{m.n_train:,}", f"{m.metric} {m.validation_score:g}")
-             for m in MODELS.values()]
-    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if RELEASED:
+        _table([("name", "property", "units", "training crystals", "test (own split)", "90 % intervals cover")]
+               + [(m.name, m.property, m.units, f"{m.n_train:,}", f"{m.metric} {m.test_score:.4g}",
+                   f"{m.card['test']['coverage_90']:.1%}") for m in RELEASED.values()])
+        print("Trained by this project: ensembles with calibrated error bars; split files, recipes and test "
+              "figures in their model cards (docs: Released models).\n")
+    _table([("name", "property", "units", "training crystals", "validation")]
+           + [(m.name, m.property, m.units, f"{m.n_train:,}", f"{m.metric} {m.validation_score:g}")
+              for m in MODELS.values()])
     print("Released with the original CGCNN (Xie & Grossman, PRL 120, 145301, 2018; MIT licence), trained on "
           "Materials Project data. Use a name wherever a model file goes: skcgcnn predict NAME structures/")
     return 0
+
+
+def _table(rows: list[tuple]) -> None:
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

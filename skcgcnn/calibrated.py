@@ -1,0 +1,196 @@
+"""Error bars that track the error: an ensemble's spread and its distance to the training crystals, calibrated.
+
+The spread of a deep ensemble alone ranks errors weakly (docs/benchmarks.md);
+Tran et al. (Mach. Learn.: Sci. Technol. 1, 025006, 2020) found distances in
+CGCNN's own crystal-feature space a better guide. A
+:class:`CalibratedEnsembleRegressor` combines both: on validation crystals it
+fits ``log |error| ≈ a + b·log(spread) + c·log(distance)``, where the distance
+is the mean distance to the nearest training crystals in the members' feature
+space; the fitted scale, read as a standard deviation (68 % of validation
+errors within it), is the uncertainty of every prediction. Split conformal
+prediction on a separate calibration set then turns it into intervals with
+the asked coverage, narrow where the model is sure and wide where it is not.
+"""
+
+from __future__ import annotations
+
+from math import ceil
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import NearestNeighbors
+
+from .ensemble import CGCNNEnsembleRegressor
+
+__all__ = ["CalibratedEnsembleRegressor"]
+
+# Share of |error| / std within 1 for a normal error: what makes the fitted scale read as a standard deviation.
+_ONE_SIGMA = 0.6826894921370859
+
+
+class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
+    """A deep ensemble whose standard deviations and intervals are calibrated on held-out crystals.
+
+    Train it as :class:`~skcgcnn.ensemble.CGCNNEnsembleRegressor` (or give
+    it members trained apart, as ``estimators_``), then call
+    :meth:`calibrate` with crystals the members did not train on.
+
+    Parameters
+    ----------
+    estimator, n_estimators, bootstrap, n_jobs, random_state
+        As in :class:`~skcgcnn.ensemble.CGCNNEnsembleRegressor`.
+    n_neighbors : int, default=5
+        Training crystals whose mean distance measures how far an input lies from what the model saw.
+    n_components : int, default=16
+        Dimensions the feature space is reduced to (principal components of the standardised training
+        features) before distances are measured; it keeps the stored training set small.
+
+    Attributes
+    ----------
+    estimators_ : list of CGCNNRegressor
+    reference_ : ndarray of shape (n_train, n_components)
+        The training crystals in the reduced feature space.
+    error_model_ : ndarray of shape (3,)
+        ``a``, ``b``, ``c`` of the scale ``exp(a + b·log(spread) + c·log(distance))``, in target units.
+    calibration_scores_ : ndarray
+        Sorted ``|error| / std`` of the calibration crystals, from which the interval of any confidence level
+        is read.
+
+    Examples
+    --------
+    >>> from skcgcnn import CGCNNRegressor
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(80, random_state=0)
+    >>> model = CalibratedEnsembleRegressor(CGCNNRegressor(max_epochs=3), n_estimators=2, random_state=0,
+    ...                                     n_components=4).fit(X[:40], y[:40])
+    >>> model = model.calibrate(X[:40], X[40:60], y[40:60], X[60:], y[60:])
+    >>> pred, interval = model.predict_interval(X[:3], confidence_level=0.8)
+    >>> interval.shape, bool((interval[:, 0] < pred).all())
+    ((3, 2), True)
+    """
+
+    def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
+                 random_state=None, n_neighbors: int = 5, n_components: int = 16):
+        super().__init__(estimator=estimator, n_estimators=n_estimators, bootstrap=bootstrap, n_jobs=n_jobs,
+                         random_state=random_state)
+        self.n_neighbors = n_neighbors
+        self.n_components = n_components
+
+    def _features(self, graphs) -> np.ndarray:
+        """Crystal features averaged over the members."""
+        return np.mean([member.transform(graphs) for member in self.estimators_], axis=0)
+
+    def _spread_and_distance(self, graphs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        predictions = np.stack([member.predict(graphs) for member in self.estimators_])
+        if predictions.ndim != 2:
+            raise ValueError("a calibrated ensemble predicts one target")
+        if getattr(self, "_neighbours", None) is None:  # read from a file: the index is derived, not stored
+            self._fit_neighbours()
+        reduced = ((self._features(graphs) - self.center_) / self.scale_ @ self.components_.T).astype(np.float32)
+        distance = self._neighbours.kneighbors(reduced)[0].mean(axis=1)
+        floor = np.finfo(np.float32).tiny
+        return predictions.mean(axis=0), np.maximum(predictions.std(axis=0), floor), np.maximum(distance, floor)
+
+    def _scale(self, spread, distance) -> np.ndarray:
+        a, b, c = self.error_model_
+        return np.exp(a + b * np.log(spread) + c * np.log(distance))
+
+    def calibrate(self, X_train, X_val, y_val, X_cal, y_cal):
+        """Fit the uncertainty on validation crystals and the intervals on calibration crystals.
+
+        Parameters
+        ----------
+        X_train : CrystalGraphs or sequence of structures
+            The members' training crystals (their features are the reference for distances).
+        X_val, y_val
+            Held-out crystals that fit the error model (the members may have used them to pick their epoch).
+        X_cal, y_cal
+            Crystals used for nothing else: the conformal calibration set.
+
+        Returns
+        -------
+        self
+        """
+        if len(getattr(self, "estimators_", [])) < 2:
+            raise ValueError("calibration needs a fitted ensemble of two or more members (their spread is a "
+                             "feature of the error model)")
+        features = self._features(self.featurize(X_train))
+        self.center_ = features.mean(axis=0)
+        self.scale_ = np.where(features.std(axis=0) > 0, features.std(axis=0), 1.0)
+        standard = (features - self.center_) / self.scale_
+        components = min(self.n_components, standard.shape[1], len(standard))
+        self.components_ = PCA(n_components=components).fit(standard).components_.astype(np.float32)
+        self.reference_ = (standard @ self.components_.T).astype(np.float32)
+        self._fit_neighbours()
+        mean, spread, distance = self._spread_and_distance(self.featurize(X_val))
+        error = np.abs(mean - np.asarray(y_val, dtype=float))
+        logs = np.column_stack([np.log(spread), np.log(distance)])
+        fit = LinearRegression().fit(logs, np.log(np.maximum(error, 1e-3 * error.mean())))
+        self.error_model_ = np.array([fit.intercept_, *fit.coef_])
+        self.error_model_[0] += np.log(np.quantile(error / self._scale(spread, distance), _ONE_SIGMA))
+        mean, spread, distance = self._spread_and_distance(self.featurize(X_cal))
+        y_cal = np.asarray(y_cal, dtype=float)
+        if not np.isfinite(y_cal).all():
+            raise ValueError("y_cal holds NaN or infinite values")
+        self.calibration_scores_ = np.sort(np.abs(mean - y_cal) / self._scale(spread, distance))
+        return self
+
+    def _fit_neighbours(self) -> None:
+        """Rebuild what is derived from the stored state (after calibrate, or when read from a file)."""
+        self._neighbours = NearestNeighbors(n_neighbors=min(self.n_neighbors, len(self.reference_)))
+        self._neighbours.fit(self.reference_)
+
+    def _check_calibrated(self) -> None:
+        if not hasattr(self, "calibration_scores_"):
+            raise NotFittedError(f"This {type(self).__name__} is not calibrated yet; call calibrate first.")
+
+    def predict(self, X, return_std: bool = False):
+        """Mean prediction of the members and, if asked, its calibrated standard deviation.
+
+        Parameters
+        ----------
+        X : CrystalGraphs or sequence of structures
+        return_std : bool, default=False
+
+        Returns
+        -------
+        mean : ndarray of shape (n_crystals,)
+        std : ndarray of shape (n_crystals,)
+            Only with ``return_std``: the scale within which about 68 % of the validation errors fell,
+            larger for inputs the members disagree on or that lie far from the training crystals.
+        """
+        if not return_std:
+            return super().predict(X)
+        self._check_calibrated()
+        mean, spread, distance = self._spread_and_distance(self.featurize(X))
+        return mean, self._scale(spread, distance)
+
+    def predict_interval(self, X, confidence_level: float = 0.9):
+        """Predictions and split conformal intervals that hold the truth with the asked probability.
+
+        Parameters
+        ----------
+        X : CrystalGraphs or sequence of structures
+        confidence_level : float, default=0.9
+
+        Returns
+        -------
+        pred : ndarray of shape (n_crystals,)
+        interval : ndarray of shape (n_crystals, 2)
+        """
+        half = self.interval_half_width(confidence_level)
+        pred, std = self.predict(X, return_std=True)
+        return pred, np.stack([pred - half * std, pred + half * std], axis=-1)
+
+    def interval_half_width(self, confidence_level: float) -> float:
+        """Half-width of the interval at ``confidence_level``, in standard deviations (the conformal quantile)."""
+        self._check_calibrated()
+        if not 0 < confidence_level < 1:
+            raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level}")
+        n = len(self.calibration_scores_)
+        rank = ceil((n + 1) * confidence_level)
+        if rank > n:
+            raise ValueError(f"{n} calibration crystals are too few for confidence_level={confidence_level}")
+        return float(self.calibration_scores_[rank - 1])

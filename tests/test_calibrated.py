@@ -1,0 +1,93 @@
+"""Calibrated ensembles: error bars from the spread and the distance to training crystals, conformal intervals."""
+
+from math import ceil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skcgcnn import CGCNNRegressor, CrystalGraphTransformer
+from skcgcnn.calibrated import CalibratedEnsembleRegressor
+from skcgcnn.datasets import make_ionic_crystals
+from skcgcnn.persistence import load_model, save_model
+from skcgcnn.registry import RELEASED, model_path
+from skcgcnn.streaming import predict_to_csv
+
+FAST = dict(max_epochs=3, batch_size=32, atom_fea_len=16, h_fea_len=16, n_conv=2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_ionic_crystals(200, random_state=3)
+    return CrystalGraphTransformer().transform(X), y, X
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    graphs, y, _ = data
+    fitted = CalibratedEnsembleRegressor(CGCNNRegressor(**FAST), n_estimators=3, random_state=0, n_components=8)
+    fitted.fit(graphs[:100], y[:100])
+    return fitted.calibrate(graphs[:100], graphs[100:140], y[100:140], graphs[140:180], y[140:180])
+
+
+def test_the_interval_is_the_conformal_quantile_of_the_calibration_scores(model, data):
+    graphs, y, _ = data
+    mean, std = model.predict(graphs[140:180], return_std=True)
+    scores = np.sort(np.abs(mean - y[140:180]) / std)
+    np.testing.assert_allclose(model.calibration_scores_, scores, rtol=1e-6)
+    pred, interval = model.predict_interval(graphs[180:], confidence_level=0.8)
+    q = scores[ceil(41 * 0.8) - 1]
+    _, std_new = model.predict(graphs[180:], return_std=True)
+    np.testing.assert_allclose(interval[:, 1] - pred, q * std_new, rtol=1e-6)
+    assert len(np.unique(np.round(std_new, 8))) > 1  # the width adapts to each crystal
+    inside = (interval[:, 0] <= y[180:]) & (y[180:] <= interval[:, 1])
+    assert inside.mean() >= 0.6
+
+
+def test_a_model_file_keeps_the_calibration_and_the_streamed_columns_agree(tmp_path, model, data):
+    graphs, _, X = data
+    model.card_ = {"name": "toy", "units": "eV/atom"}
+    read = load_model(save_model(model, tmp_path / "toy.skcgcnn"))
+    assert read.card_ == model.card_
+    expected = model.predict_interval(graphs[180:], confidence_level=0.9)
+    found = read.predict_interval(graphs[180:], confidence_level=0.9)
+    np.testing.assert_allclose(found[1], expected[1], rtol=1e-6)
+
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    for i, structure in enumerate(X[180:]):
+        structure.to(filename=str(cifs / f"c{i:02d}.cif"))
+    predict_to_csv(read, [cifs], tmp_path / "out.csv", confidence_level=0.9, report=lambda *a: None)
+    table = pd.read_csv(tmp_path / "out.csv").sort_values("id")
+    assert list(table.columns) == ["id", "prediction", "std", "lower_90", "upper_90", "unseen_elements"]
+    pred, interval = read.predict_interval([cifs / f"{i}.cif" for i in table.id], confidence_level=0.9)
+    np.testing.assert_allclose(table[["lower_90", "upper_90"]].to_numpy(), interval, rtol=1e-5, atol=1e-6)
+
+
+def test_calibration_needs_two_members_and_an_interval_needs_enough_crystals(model, data):
+    graphs, y, _ = data
+    single = CalibratedEnsembleRegressor(CGCNNRegressor(**FAST), n_estimators=1, random_state=0)
+    single.fit(graphs[:40], y[:40])
+    with pytest.raises(ValueError, match="two or more members"):
+        single.calibrate(graphs[:40], graphs[40:60], y[40:60], graphs[60:80], y[60:80])
+    with pytest.raises(ValueError, match="too few for confidence_level=0.99"):
+        model.predict_interval(graphs[:2], confidence_level=0.99)
+
+
+@pytest.mark.parametrize("name", list(RELEASED))
+def test_each_released_model_loads_by_name_and_gives_error_bars(name):
+    from pymatgen.core import Lattice, Structure
+
+    from skcgcnn.pretrained import load
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    model = load(name)
+    pred, interval = model.predict_interval([nacl, nacl * (2, 1, 1)], confidence_level=0.9)
+    assert np.isfinite(pred).all() and (interval[:, 0] < pred).all() and (pred < interval[:, 1]).all()
+    np.testing.assert_allclose(pred[0], pred[1], rtol=1e-5)  # the supercell is the same crystal
+    assert model.card_["name"] == name and model.card_["split"]
+
+
+def test_the_released_models_fit_the_size_budget():
+    total = sum(model_path(name).stat().st_size for name in RELEASED)
+    assert total <= 15 * 2**20

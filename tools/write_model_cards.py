@@ -1,0 +1,57 @@
+"""Write the docs page of this project's released models from their cards (``skcgcnn/data/released/cards.json``).
+
+    python tools/write_model_cards.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CARDS = ROOT / "skcgcnn" / "data" / "released" / "cards.json"
+PAGE = ROOT / "docs" / "released_cards.rst"
+
+
+def _card(card: dict) -> list[str]:
+    test, unit = card["test"], card["units"]
+    old = (f"{test['mae_2018_model']:.4g} {unit} (the 2018 model ``{card['model_2018']}`` on the same crystals; it "
+           "may have trained on some of them, which favours it)" if card.get("model_2018") else "none (no 2018 model)")
+    recipe = card["recipe"]
+    lines = [
+        f"``{card['name']}``", "-" * (len(card["name"]) + 4), "",
+        f"- **Predicts**: {card['property']}, in {unit}.",
+        f"- **Data**: {card['data']} (``{card['data_folder']}``); {card['data_licence']}.",
+        f"- **Split**: ``skcgcnn/data/released/{card['split']}`` (columns ``id``, ``part``): {card['n_train']:,} "
+        f"training, {card['n_val']:,} validation (epoch selection, error model), {card['n_calibration']:,} "
+        f"calibration (intervals), {card['n_test']:,} test crystals; copies of a crystal already in the data set "
+        "are marked ``duplicate`` and used nowhere.",
+        f"- **Recipe**: {card['members']} members, {recipe['estimator']}, {', '.join(map(str, recipe['epochs']))} "
+        f"epochs each, best validation epoch kept (epochs {', '.join(map(str, recipe['best_epochs']))}). Rebuild: "
+        + "; ".join(f"``{c}``" for c in recipe["commands"])
+        + f", then ``python benchmarks/release.py --task {_task(card)} --assemble``.",
+        f"- **Test MAE**: {test['mae']:.4g} {unit} (its members alone: {test['member_mae_mean']:.4g}); 2018 model: "
+        + old + ".",
+        f"- **Uncertainty**: Spearman(|error|, std) {test['spearman_error_std']:.2f}; 90 % intervals cover "
+        f"{test['coverage_90']:.1%} of the test crystals (by fifth of std, smallest first: "
+        + ", ".join(f"{c:.0%}" for c in test["coverage_90_by_fifth_of_std"])
+        + f"), mean width {test['width_90_mean']:.3g} {unit}.",
+        f"- **Cite**: {card['reference']}, and the data's source above.", "",
+    ]
+    return lines
+
+
+def _task(card: dict) -> str:
+    return card["recipe"]["commands"][0].split("--task ")[1].split()[0]
+
+
+def main() -> None:
+    cards = json.loads(CARDS.read_text())
+    lines = [".. Written by tools/write_model_cards.py from skcgcnn/data/released/cards.json; do not edit.", ""]
+    for card in cards.values():
+        lines += _card(card)
+    PAGE.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
