@@ -28,7 +28,7 @@ def _card(card: dict) -> list[str]:
         "are marked ``duplicate`` and used nowhere.",
         f"- **Recipe**: {card['members']} members, {recipe['estimator']}, {', '.join(map(str, recipe['epochs']))} "
         f"epochs each, best validation epoch kept (epochs {', '.join(map(str, recipe['best_epochs']))}). Rebuild: "
-        + "; ".join(f"``{c}``" for c in recipe["commands"])
+        + "; ".join(f"``{c.replace('python release.py', 'python benchmarks/release.py')}``" for c in recipe["commands"])
         + f", then ``python benchmarks/release.py --task {_task(card)} --assemble``.",
         f"- **Test MAE**: {test['mae']:.4g} {unit} (its members alone: {test['member_mae_mean']:.4g}); 2018 model: "
         + old + ".",
