@@ -4,6 +4,11 @@ from pymatgen.core import Lattice, Structure
 
 from skcgcnn.datasets import make_ionic_crystals
 
+#: A network small enough to train in seconds, for tests of what surrounds training (ensembles, intervals).
+FAST = dict(max_epochs=3, batch_size=32, atom_fea_len=16, h_fea_len=16, n_conv=2)
+#: The command line's options for the smallest network.
+TINY_OPTIONS = ["--batch-size", "16", "--atom-fea-len", "8", "--h-fea-len", "8", "--n-conv", "1"]
+
 
 def write_original_layout(folder, structures, targets, prefix: str = "mp-"):
     """A folder in the original CGCNN layout: ``<prefix><i>.cif`` files and their ``id_prop.csv``."""

@@ -21,6 +21,8 @@ from skcgcnn.accelerated import AcceleratedCGCNNRegressor  # noqa: E402
 from skcgcnn.datasets import make_ionic_crystals  # noqa: E402
 from skcgcnn.persistence import load_model, save_model  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 N_CRYSTALS, BATCH, EPOCHS = 64, 8, 8
 
 SCRIPT = textwrap.dedent(

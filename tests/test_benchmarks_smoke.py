@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 PEROV = ROOT.parent / "shared" / "data" / "perov_5" / "perov_5_val_test.csv.gz"
 

@@ -6,14 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import FAST
 from skcgcnn import CGCNNRegressor, CrystalGraphTransformer
 from skcgcnn.calibrated import CalibratedEnsembleRegressor
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.persistence import load_model, save_model
 from skcgcnn.registry import RELEASED, model_path
 from skcgcnn.streaming import predict_to_csv
-
-FAST = dict(max_epochs=3, batch_size=32, atom_fea_len=16, h_fea_len=16, n_conv=2)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import pytest
 from skcgcnn import CrystalGraphTransformer
 from skcgcnn.datasets import make_ionic_crystals
 
+pytestmark = pytest.mark.slow
+
 distributed = pytest.importorskip("distributed")
 
 

@@ -48,6 +48,7 @@ def _fitted(kind, X, y):
     return pretrained.load("shear-moduli"), X[40:], "predict"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["pipeline", "two_targets", "classifier", "imported"])
 def test_round_trip_in_a_fresh_process_gives_identical_predictions(tmp_path, data, kind):
     model, inputs, method = _fitted(kind, *data)

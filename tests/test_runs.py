@@ -105,6 +105,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, data, 
     assert "the run is complete" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sigterm_from_outside_exits_143_and_the_run_resumes(tmp_path, data):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "skcgcnn", "fit", str(data), "-o", str(run), "--epochs", "400", *SMALL]

@@ -40,6 +40,7 @@ def test_chunks_give_the_same_predictions_as_one_call(tmp_path, setup):
     assert [len(ids) for _, ids in chunks] == [32, 32, 16]
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, setup):
     reg, model, folder, X = setup
     output = tmp_path / "p.csv"

@@ -10,12 +10,12 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from skorch.callbacks import Callback
 
-from conftest import write_original_layout
+from conftest import TINY_OPTIONS, write_original_layout
 from skcgcnn import CGCNNRegressor
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.tuning import make_storage, tune
 
-SMALL = ["--batch-size", "16", "--atom-fea-len", "8", "--h-fea-len", "8", "--n-conv", "1"]
+SMALL = TINY_OPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def test_two_workers_explore_distinct_configurations(tmp_path, data):
     assert len(configurations) == 6  # the same --seed no longer gives both workers the same trials
 
 
+@pytest.mark.slow
 def test_a_killed_workers_trial_is_failed_when_the_study_resumes(tmp_path, data):
     journal = tmp_path / "study.log"
     worker = _worker(data, journal, tmp_path / "a.skcgcnn", 1, 40)

@@ -11,13 +11,12 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 from skorch.callbacks import Callback
 
+from conftest import FAST
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
 from skcgcnn.callbacks import StopTraining
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
 from skcgcnn.uncertainty import ConformalRegressor, calibration_curve, miscalibration_area
-
-FAST = dict(max_epochs=3, batch_size=32, atom_fea_len=16, h_fea_len=16, n_conv=2)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from conftest import write_original_layout  # noqa: E402
+from conftest import TINY_OPTIONS, write_original_layout  # noqa: E402
 from skcgcnn import CGCNNClassifier, CrystalGraphTransformer  # noqa: E402
 from skcgcnn.cli import build_parser, main  # noqa: E402
 from skcgcnn.datasets import load_cgcnn_dir, make_ionic_crystals  # noqa: E402
 from skcgcnn.plotting import plot_roc  # noqa: E402
 from skcgcnn.tuning import default_search_space  # noqa: E402
 
-SMALL = ["--epochs", "2", "--batch-size", "16", "--atom-fea-len", "8", "--h-fea-len", "8", "--n-conv", "1"]
+SMALL = ["--epochs", "2", *TINY_OPTIONS]
 
 
 @pytest.fixture(scope="module")

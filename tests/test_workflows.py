@@ -183,6 +183,7 @@ def test_tune_pipeline_caches_graphs_and_refits_the_best(data, count_featurizati
     assert best.predict(X_new).shape == (len(X_new),)
 
 
+@pytest.mark.slow
 def test_two_processes_share_a_journal_study(tmp_path):
     journal = tmp_path / "study.log"
     script = textwrap.dedent(f"""
@@ -206,6 +207,7 @@ def test_two_processes_share_a_journal_study(tmp_path):
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_pipeline", [False, True])
 def test_joblib_round_trip_in_a_fresh_process(tmp_path, data, graphs, as_pipeline):
     X, y, X_new = data
