@@ -20,7 +20,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import validate_parameter_constraints
 from skorch.callbacks import EarlyStopping, LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
-from torch.utils.data import Subset
 
 from .batching import CrystalGraphDataset, passthrough_collate
 from .callbacks import StopTraining
@@ -28,7 +27,7 @@ from .checkpoints import start_from, training_params
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 from .nn import CGCNN
 from ._params import OPTIMIZERS, check_device, parameter_constraints
-from .applicability import unseen_elements, warn_unseen
+from ._predicting import PredictingMixin
 from .warn import warn
 
 
@@ -45,7 +44,7 @@ def with_defaults(init, **defaults):
     return copy
 
 
-class CGCNNMixin:
+class CGCNNMixin(PredictingMixin):
     """Behaviour shared by the regressor and the classifier (first in the MRO)."""
 
     def __init__(
@@ -145,40 +144,6 @@ class CGCNNMixin:
         self.graph_settings_ = graphs.settings
         self.elements_ = np.unique(graphs.atomic_numbers).astype(np.int64)
         return graphs
-
-    def featurize(self, X) -> CrystalGraphs:
-        """Crystal graphs of ``X`` as this fitted model reads them (its graph settings).
-
-        Parameters
-        ----------
-        X : CrystalGraphs or sequence of structures
-            Graphs are checked against the model's settings; structures are
-            featurized with them.
-
-        Returns
-        -------
-        CrystalGraphs
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-        ValueError
-            If ``X`` are graphs built with other settings.
-        """
-        if not getattr(self, "initialized_", False) or not hasattr(self, "graph_settings_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
-        settings = self.graph_settings_
-        if isinstance(X, Subset) and isinstance(X.dataset, CrystalGraphDataset):
-            X = X.dataset.X[np.asarray(X.indices)]  # skorch's scoring callbacks pass validation subsets
-        if isinstance(X, CrystalGraphs):
-            if X.settings != settings:
-                raise ValueError(
-                    f"the model was trained on graphs built with {settings.describe()}, "
-                    f"but these graphs were built with {X.settings.describe()}"
-                )
-            return X
-        return CrystalGraphTransformer.from_settings(settings, n_jobs=getattr(self.featurizer, "n_jobs", None)
-                                                     ).transform(X)
 
     def _check_length(self, y, n: int) -> np.ndarray:
         if y is None:
@@ -385,80 +350,3 @@ class CGCNNMixin:
                 f"call; the network is not what the full fit gives (interrupted_ is True)"
             )
         return self
-
-    def autocast(self):
-        """Context that runs the network in the chosen ``precision`` (mixed precision for ``"bfloat16"``)."""
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
-        device_type = torch.device(self.device).type
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
-
-    def infer(self, x, **fit_params):
-        with self.autocast():
-            return self.module_(**x.to(self.device, non_blocking=True), **fit_params)
-
-    def unseen_elements(self, X) -> list[list[str]]:
-        """The elements of each input that the training data did not hold (its domain of applicability).
-
-        Parameters
-        ----------
-        X : CrystalGraphs or sequence of structures
-
-        Returns
-        -------
-        list of list of str
-            Per input, the symbols of elements absent from the training
-            crystals (empty where all were seen; empty for every input of a
-            model that did not record its training elements, such as an
-            imported checkpoint).
-
-        Examples
-        --------
-        >>> from pymatgen.core import Lattice, Structure
-        >>> from skcgcnn import CGCNNRegressor
-        >>> from skcgcnn.datasets import make_ionic_crystals
-        >>> X, y = make_ionic_crystals(30, random_state=0)
-        >>> reg = CGCNNRegressor(max_epochs=1).fit(X, y)
-        >>> reg.unseen_elements([X[0], Structure(Lattice.cubic(5.5), ["Ne", "Cl"], [[0, 0, 0], [0.5] * 3])])
-        [[], ['Ne']]
-        """
-        return unseen_elements(getattr(self, "elements_", None), self.featurize(X))
-
-    def _forward_numpy(self, graphs: CrystalGraphs) -> np.ndarray:
-        warn_unseen(unseen_elements(getattr(self, "elements_", None), graphs))
-        return torch.cat(list(self.forward_iter(graphs, training=False))).float().cpu().numpy()
-
-    def run_batches(self, graphs: CrystalGraphs, method: str) -> np.ndarray:
-        """A method of the network (``crystal_features``, ``site_contributions``) over ``graphs``, batch by batch.
-
-        Parameters
-        ----------
-        graphs : CrystalGraphs
-            Built with the model's settings (:meth:`featurize`).
-        method : str
-            The name of a method of :class:`~skcgcnn.nn.CGCNN` that takes a batch.
-
-        Returns
-        -------
-        ndarray
-            Its outputs in float32, concatenated along the first axis.
-        """
-        self.module_.eval()
-        call = getattr(self.module_, method)
-        with torch.no_grad(), self.autocast():
-            parts = [call(**batch.to(self.device, non_blocking=True)).float().cpu()
-                     for batch, _ in self.get_iterator(self.get_dataset(graphs), training=False)]
-        return torch.cat(parts).numpy()
-
-    def transform(self, X) -> np.ndarray:
-        """Crystal feature vectors (after pooling and the first hidden layer).
-
-        Parameters
-        ----------
-        X : CrystalGraphs or sequence of structures
-
-        Returns
-        -------
-        ndarray of shape (n_crystals, h_fea_len)
-        """
-        return self.run_batches(self.featurize(X), "crystal_features")

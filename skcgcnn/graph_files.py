@@ -98,7 +98,7 @@ def save_graphs(graphs, path, force: bool = False) -> Path:
 
 def _write_raw(folder: Path, chunks) -> tuple[int, GraphSettings, dict]:
     """Append every chunk's arrays to raw files (offsets made global); their dtypes and lengths."""
-    files = {name: open(folder / f"{name}.raw", "wb") for name in CrystalGraphs._ARRAYS}
+    files = {name: open(folder / f"{name}.raw", "wb") for name in CrystalGraphs.ARRAYS}
     try:
         settings, dtypes = None, {}
         n_crystals = n_atoms = n_edges = 0
@@ -107,13 +107,13 @@ def _write_raw(folder: Path, chunks) -> tuple[int, GraphSettings, dict]:
                 raise TypeError(f"save_graphs needs CrystalGraphs or chunks of them, got {type(chunk).__name__}")
             if settings is None:
                 settings = chunk.settings
-                dtypes = {name: getattr(chunk, name).dtype for name in CrystalGraphs._ARRAYS}
+                dtypes = {name: getattr(chunk, name).dtype for name in CrystalGraphs.ARRAYS}
                 for name in ("offsets", "edge_offsets"):
                     np.zeros(1, dtypes[name]).tofile(files[name])
             elif chunk.settings != settings:
                 raise ValueError(f"chunk {number} was built with {chunk.settings.describe()}, the first with "
                                  f"{settings.describe()}")
-            for name in CrystalGraphs._ARRAYS[:5]:
+            for name in CrystalGraphs.ARRAYS[:5]:
                 np.ascontiguousarray(getattr(chunk, name), dtype=dtypes[name]).tofile(files[name])
             (chunk.offsets[1:] - chunk.offsets[0] + n_atoms).astype(dtypes["offsets"]).tofile(files["offsets"])
             (chunk.edge_offsets[1:] - chunk.edge_offsets[0] + n_edges).astype(dtypes["edge_offsets"]).tofile(
@@ -128,7 +128,7 @@ def _write_raw(folder: Path, chunks) -> tuple[int, GraphSettings, dict]:
         raise ValueError("no crystal graphs to save")
     lengths = {"atomic_numbers": n_atoms, "nbr_count": n_atoms, "nbr_shared": n_atoms, "nbr_idx": n_edges,
                "nbr_dist": n_edges, "offsets": n_crystals + 1, "edge_offsets": n_crystals + 1}
-    return n_crystals, settings, {name: (dtypes[name], lengths[name]) for name in CrystalGraphs._ARRAYS}
+    return n_crystals, settings, {name: (dtypes[name], lengths[name]) for name in CrystalGraphs.ARRAYS}
 
 
 def _raw_to_npy(raw: Path, npy: Path, dtype: np.dtype, length: int) -> None:
@@ -167,7 +167,7 @@ def load_graphs(path, mmap: bool = True) -> CrystalGraphs:
     mode = "r" if mmap else None
     try:
         arrays = {name: np.load(path / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
-                  for name in CrystalGraphs._ARRAYS}
+                  for name in CrystalGraphs.ARRAYS}
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: a file is missing or damaged ({exc})") from None
     graphs = CrystalGraphs(**arrays, settings=settings)
@@ -249,7 +249,7 @@ def iter_graphs(path, chunk_size: int = 4096):
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     try:
-        readers = {name: _NpyReader(path / f"{name}.npy") for name in CrystalGraphs._ARRAYS}
+        readers = {name: _NpyReader(path / f"{name}.npy") for name in CrystalGraphs.ARRAYS}
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: a file is missing or damaged ({exc})") from None
     try:

@@ -154,7 +154,7 @@ def test_pickle_roundtrip_and_bytes_per_atom(ionic):
     g = CrystalGraphTransformer().transform(ionic[0][:20])
     back = pickle.loads(pickle.dumps(g))
     assert back.settings == g.settings
-    for name in CrystalGraphs._ARRAYS:
+    for name in CrystalGraphs.ARRAYS:
         np.testing.assert_array_equal(getattr(back, name), getattr(g, name))
     assert g.nbytes / len(g.atomic_numbers) <= 150
     assert g.nbr_dist.dtype == np.float32
@@ -165,7 +165,7 @@ def test_n_jobs_does_not_change_the_result(ionic):
     X = [s.to(fmt="cif") for s in ionic[0][:40]]
     g1 = CrystalGraphTransformer(n_jobs=1).transform(X)
     g2 = CrystalGraphTransformer(n_jobs=2).transform(X)
-    for name in CrystalGraphs._ARRAYS:
+    for name in CrystalGraphs.ARRAYS:
         np.testing.assert_array_equal(getattr(g1, name), getattr(g2, name))
 
 
