@@ -136,3 +136,18 @@ def test_saving_in_one_process_round_trips(tmp_path):
     loaded = load_model(save_model(net, tmp_path / "m.skcgcnn"))
     assert type(loaded) is CGCNNRegressor
     np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+
+
+def test_a_data_parallel_classifier_trains_in_one_process_and_is_saved_as_a_plain_one(tmp_path):
+    from skcgcnn import CGCNNClassifier
+    from skcgcnn.accelerated import AcceleratedCGCNNClassifier
+
+    X, y = make_ionic_crystals(24, random_state=1)
+    labels = np.where(y < np.median(y), "low", "high")
+    accelerator = Accelerator(cpu=True, device_placement=False)
+    net = AcceleratedCGCNNClassifier(accelerator=accelerator, device=accelerator.device, max_epochs=2,
+                                     random_state=0).fit(X, labels)
+    assert list(net.classes_) == ["high", "low"] and len(net.history) == 2
+    loaded = load_model(save_model(net, tmp_path / "c.skcgcnn"))
+    assert type(loaded) is CGCNNClassifier
+    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))

@@ -168,3 +168,53 @@ def test_tune_without_a_completed_trial_ends_in_one_line(tmp_path, original_layo
     err = capsys.readouterr().err
     assert "no trial completed (0 failed, 0 pruned, 0 running)" in err and "Traceback" not in err
     assert not output.exists()
+
+
+def test_fit_takes_validation_and_test_crystals_given_apart(tmp_path, crystals, capsys):
+    structures, y = crystals
+    train = write_original_layout(tmp_path / "train", structures[:30], y[:30], prefix="a")
+    val = write_original_layout(tmp_path / "val", structures[30:36], y[30:36], prefix="b")
+    test = write_original_layout(tmp_path / "test", structures[36:], y[36:], prefix="c")
+    run = tmp_path / "run"
+    assert main(["fit", str(train), "--val-data", str(val), "--test-data", str(test), "-o", str(run), *TRAIN]) == 0
+    assert "40 crystals: 30 for training, 6 for validation, 4 for testing" in capsys.readouterr().out
+    sets = pd.read_csv(run / "split.csv").set_index("id")["set"]
+    assert (sets[[f"b{i}" for i in range(6)]] == "val").all() and (sets[[f"c{i}" for i in range(4)]] == "test").all()
+    assert sorted(pd.read_csv(run / "test_predictions.csv").id) == [f"c{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("schedule, lowered", [("constant", False), ("plateau", True), ("cosine", True)])
+def test_the_learning_rate_schedules(tmp_path, original_layout, schedule, lowered):
+    import torch
+
+    run = tmp_path / "run"
+    # A rate this high makes the validation score stall at once, so the plateau schedule acts within 4 epochs.
+    args = ["fit", str(original_layout), "-o", str(run), "--lr-schedule", schedule, "--lr-patience", "0",
+            "--lr", "0.5", *TRAIN[2:], "--epochs", "4"]
+    assert main(args) == 0
+    state = torch.load(run / "checkpoint" / "optimizer.pt", weights_only=True)
+    assert (state["param_groups"][0]["lr"] < 0.5) is lowered
+
+
+def test_drop_missing_trains_on_the_rows_with_a_target(tmp_path, crystals, capsys):
+    structures, y = crystals
+    target = [f"{v}" for v in y]
+    target[5] = ""
+    pd.DataFrame({"id": [f"c{i}" for i in range(len(y))], "cif": [s.to(fmt="cif") for s in structures],
+                  "energy": target}).to_csv(tmp_path / "data.csv", index=False)
+    args = ["fit", str(tmp_path / "data.csv"), "--target", "energy", *TRAIN]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 2
+    assert "c5" in capsys.readouterr().err
+    assert main([*args, "--drop-missing", "-o", str(tmp_path / "b")]) == 0
+    assert "39 crystals" in capsys.readouterr().out
+    assert "c5" not in set(pd.read_csv(tmp_path / "b" / "split.csv").id)
+
+
+def test_tune_can_search_the_graph_settings(tmp_path, original_layout, capsys):
+    output = tmp_path / "best.skcgcnn"
+    assert main(["tune", str(original_layout), "--n-trials", "1", "--search-graphs", "-o", str(output), *TRAIN]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("best of"))
+    params = json.loads(line[line.index("{"):])
+    assert "best of 1 completed trials" in line and {"graph__radius", "graph__max_num_nbr"} <= set(params)
+    best = load_model(output)
+    assert isinstance(best, Pipeline) and best[0].radius == params["graph__radius"]

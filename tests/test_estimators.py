@@ -251,3 +251,14 @@ def test_bfloat16_precision_learns_and_stays_close_to_float32(split):
     assert not np.array_equal(mixed.predict(Xt), full.predict(Xt))
     with pytest.raises(ValueError, match="The .precision. parameter of CGCNNRegressor must be a str among"):
         CGCNNRegressor(max_epochs=1, precision="float16", **SMALL).fit(X, y)
+
+
+def test_warm_start_continues_training_and_a_cold_fit_starts_again(split):
+    X, y = split[0][:24], split[1][:24]
+    warm = CGCNNRegressor(max_epochs=2, warm_start=True, random_state=0, **SMALL).fit(X, y)
+    first = {k: v.clone() for k, v in warm.module_.state_dict().items()}
+    warm.fit(X, y)
+    assert len(warm.history) == 4
+    assert any(not torch.equal(first[k], v) for k, v in warm.module_.state_dict().items())
+    cold = CGCNNRegressor(max_epochs=2, random_state=0, **SMALL).fit(X, y).fit(X, y)
+    assert len(cold.history) == 2

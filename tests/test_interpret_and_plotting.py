@@ -9,7 +9,8 @@ from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.model_selection import KFold  # noqa: E402
 
 from skcgcnn import CGCNNRegressor, CrystalGraphTransformer  # noqa: E402
-from skcgcnn.plotting import plot_learning_curve, plot_parity, plot_periodic_table, plot_roc  # noqa: E402
+from skcgcnn.plotting import (plot_calibration, plot_learning_curve, plot_parity, plot_periodic_table,  # noqa: E402
+                              plot_roc, plot_training_history)
 
 FAST = dict(max_epochs=3, batch_size=16, atom_fea_len=16, h_fea_len=16, random_state=0)
 
@@ -117,4 +118,25 @@ def test_plot_periodic_table_places_and_colours_elements():
     assert "1.00" in texts and "-1.00" in texts
     with pytest.raises(ValueError, match="empty"):
         plot_periodic_table({})
+    plt.close("all")
+
+
+def test_the_training_history_draws_the_loss_and_the_held_out_error_of_each_epoch():
+    history = [{"epoch": e, "train_loss": 1.0 / e, "held_out_score": -0.5 + 0.05 * e} for e in range(1, 6)]
+    ax = plot_training_history(history, unit="eV")
+    loss = ax.get_lines()[0]
+    np.testing.assert_allclose(loss.get_xdata(), [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(loss.get_ydata(), [1.0 / e for e in range(1, 6)])
+    twin = [other for other in ax.figure.axes if other is not ax][0]
+    np.testing.assert_allclose(twin.get_lines()[0].get_ydata(), [0.5 - 0.05 * e for e in range(1, 6)])
+    assert "eV" in twin.get_ylabel()
+    plt.close("all")
+
+
+def test_a_calibration_curve_of_too_narrow_error_bars_lies_below_the_diagonal():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=2000)
+    ax = plot_calibration(y, np.zeros_like(y), np.full_like(y, 0.5))
+    expected, observed = ax.get_lines()[0].get_data()
+    assert (observed[10:-1] < expected[10:-1]).all()
     plt.close("all")
