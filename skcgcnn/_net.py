@@ -23,7 +23,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from .batching import CrystalGraphDataset, passthrough_collate
 from .callbacks import StopTraining
-from .checkpoints import start_from, training_params
+from .finetuning import start_from, training_params
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 from .nn import CGCNN
 from ._params import OPTIMIZERS, check_device, parameter_constraints
@@ -185,7 +185,8 @@ class CGCNNMixin(PredictingMixin):
         Parameters
         ----------
         name_or_path : str or path-like
-            A key of :data:`skcgcnn.registry.MODELS` or a ``.pth.tar`` file.
+            A released model (a key of :data:`skcgcnn.registry.RELEASED`, whose first member it starts from, or of
+            :data:`skcgcnn.registry.MODELS`) or a ``.pth.tar`` file.
         **params
             Other estimator parameters (``max_epochs``, ``lr``, ``callbacks``, ...).
 

@@ -22,11 +22,10 @@ import torch
 from ._safe_load import UnreadableFile, load_plain
 from .elements import AtomFeatures
 from .files import atomic_path
-from .graphs import CrystalGraphTransformer, GraphSettings
-from .registry import source_path
+from .graphs import GraphSettings
 
-__all__ = ["ORIGINAL_GRAPH", "read_checkpoint", "load_pretrained_weights", "start_from", "atom_features_of",
-           "architecture", "training_params", "save_checkpoint"]
+__all__ = ["ORIGINAL_GRAPH", "read_checkpoint", "load_pretrained_weights", "atom_features_of", "architecture",
+           "save_checkpoint"]
 
 #: Graph geometry of the original code (its defaults, used by every released model).
 ORIGINAL_GRAPH = {"radius": 8.0, "max_num_nbr": 12, "dmin": 0.0, "step": 0.2}
@@ -132,35 +131,6 @@ def load_pretrained_weights(module: torch.nn.Module, state: dict, source: str, s
     module.load_state_dict(ours, strict=False)
 
 
-def start_from(module: torch.nn.Module, name_or_path, atom_features: AtomFeatures, task: str, owner: str) -> None:
-    """Load a released model's or a checkpoint's weights into a new network, to train on from them (fine-tuning).
-
-    Parameters
-    ----------
-    module : CGCNN
-        Built for the new training data.
-    name_or_path : str or path-like
-        A key of :data:`skcgcnn.registry.MODELS` or an original-format checkpoint.
-    atom_features : AtomFeatures
-        Those of the new training graphs; they must be the checkpoint's.
-    task : {"regression", "classification"}
-        The new task: the output layer is kept only when the task and its shape are the checkpoint's.
-    owner : str
-        The estimator's class name, for messages.
-    """
-    path = source_path(name_or_path)
-    checkpoint = read_checkpoint(path)
-    expected = atom_features_of(path)
-    if atom_features != expected:
-        raise ValueError(
-            f"pretrained={name_or_path!r} reads atom features {expected.name!r}, but the training graphs "
-            f"were built with {atom_features.name!r}; {owner}.from_pretrained sets a matching featurizer"
-        )
-    out = checkpoint["state_dict"].get("fc_out.weight")
-    new_head = checkpoint["args"]["task"] != task or out is None or out.shape != module.out.weight.shape
-    load_pretrained_weights(module, checkpoint["state_dict"], str(path), skip_output=new_head)
-
-
 def architecture(args: dict) -> dict:
     """The architecture (``atom_fea_len``, ``n_conv``, ``h_fea_len``, ``n_h``) of a checkpoint's training options."""
     return {k: int(args[k]) for k in _OPTIONS[:4]}
@@ -179,28 +149,6 @@ def atom_features_of(path) -> AtomFeatures:
 
 def _atom_init_beside(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".pth.tar") + ".atom_init.json")
-
-
-def training_params(name_or_path) -> dict:
-    """Estimator parameters that train on from a checkpoint: its architecture, graphs it can read, ``pretrained``.
-
-    Parameters
-    ----------
-    name_or_path : str or path-like
-        A key of :data:`skcgcnn.registry.MODELS` or an original-format checkpoint.
-
-    Returns
-    -------
-    dict
-        ``atom_fea_len``, ``n_conv``, ``h_fea_len``, ``n_h``, ``featurizer``
-        (the original graph geometry and the checkpoint's atom features, with
-        the default shared neighbour rule) and ``pretrained``.
-    """
-    path = source_path(name_or_path)
-    args = read_checkpoint(path)["args"]
-    return {**architecture(args),
-            "featurizer": CrystalGraphTransformer(**ORIGINAL_GRAPH, atom_features=atom_features_of(path)),
-            "pretrained": name_or_path}
 
 
 def save_checkpoint(estimator, path, force: bool = False) -> Path:

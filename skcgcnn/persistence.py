@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from sklearn.pipeline import Pipeline
 
-from ._safe_load import UnreadableFile, load_plain
+from .model_format import FORMAT, FORMAT_VERSION, read_content
 from .elements import ATOM_FEATURE_SETS, AtomFeatures
 from .files import atomic_path
 from .graphs import CrystalGraphTransformer, GraphSettings
@@ -33,10 +33,6 @@ from .nn import CGCNN
 
 __all__ = ["save_model", "load_model", "restore_fitted", "FORMAT", "FORMAT_VERSION"]
 
-FORMAT = "skcgcnn-model"
-# Version 2 added ensembles, version 3 calibrated ensembles; each file is written with the oldest version that holds
-# it, so older readers take what they can.
-FORMAT_VERSION = 3
 # What a calibrated ensemble adds to an ensemble's record (arrays stored as tensors).
 _CALIBRATION = ("center_", "scale_", "components_", "reference_", "error_model_", "calibration_scores_")
 _PLAIN = (bool, int, float, str, type(None))
@@ -231,36 +227,6 @@ def save_model(model, path, force: bool = False, weights: str = "float32") -> Pa
     return path
 
 
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such model file" if not path.exists() else f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: the file is empty")
-    with open(path, "rb") as handle:
-        pickled = handle.read(1) == b"\x80"  # the opcode every pickle of protocol 2 or later starts with
-    try:
-        content = load_plain(path)
-    except UnreadableFile as exc:
-        if exc.refused or pickled:
-            asks = f"it asks to load {exc.refused}: " if exc.refused else ""
-            raise ValueError(
-                f"{path}: refused unread: {asks}it is a pickle (such as joblib.dump writes), not a skcgcnn "
-                "model file, and loading a pickle can run any code it holds; load it only if you trust its "
-                "source (joblib.load in Python, --trust-pickle on the command line)"
-            ) from None
-        raise ValueError(f"{path}: not a skcgcnn model file, or a truncated or damaged one") from None
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a skcgcnn model file")
-    version = content.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        written_by = content.get("versions", {}).get("skcgcnn", "a newer skcgcnn")
-        raise ValueError(
-            f"{path}: model format version {version} (written by skcgcnn {written_by}); this skcgcnn reads "
-            f"versions up to {FORMAT_VERSION}: upgrade skcgcnn to load it"
-        )
-    return content
-
-
 def _runnable_here(params: dict) -> tuple[dict, str | None]:
     """The parameters with a CUDA device replaced by the CPU where this PyTorch sees none, and the device replaced."""
     params = dict(params)
@@ -406,7 +372,7 @@ def load_model(path):
         or a model of a newer format version.
     """
     path = Path(path)
-    content = _read(path)
+    content = read_content(path)
     try:
         if "ensemble" in content:
             estimator = _ensemble_from(content["ensemble"], path)

@@ -90,3 +90,15 @@ def test_each_released_model_loads_by_name_and_gives_error_bars(name):
 def test_the_released_models_fit_the_size_budget():
     total = sum(model_path(name).stat().st_size for name in RELEASED)
     assert total <= 15 * 2**20
+
+
+@pytest.mark.parametrize("name", list(RELEASED)[:1])
+def test_training_starts_from_a_released_model_by_name(name):
+    from skcgcnn.pretrained import load
+
+    X, y = make_ionic_crystals(24, random_state=2)
+    reg = CGCNNRegressor.from_pretrained(name, max_epochs=1, lr=1e-12, optimizer__weight_decay=0.0).fit(X, y)
+    first = load(name).estimators_[0].module_.state_dict()
+    for key in ("embedding.weight", "convs.0.fc.weight", "conv_to_fc.weight"):
+        np.testing.assert_allclose(reg.module_.state_dict()[key].numpy(), first[key].numpy(), atol=1e-6)
+    assert reg.featurizer.settings == load(name).graph_settings_
