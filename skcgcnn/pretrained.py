@@ -129,6 +129,8 @@ def load_any(spec, trust_pickle: bool = False):
     spec = str(spec)
     if spec in MODELS or spec in RELEASED:
         return load(spec)
+    if not Path(spec).exists() and not Path(spec).suffix and "/" not in spec:
+        model_path(spec)  # a name, not a file: refused with the names that come close
     if spec.endswith((".pth.tar", ".pth", ".pt")):
         return load_checkpoint(spec)
     if trust_pickle and Path(spec).is_file() and not zipfile.is_zipfile(spec):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._text import count
 from .files import publish
 
 __all__ = ["iter_inputs", "predict_to_csv", "material_id"]
@@ -55,8 +56,8 @@ def _structure_files(folder: Path, report) -> list[Path]:
         raise ValueError(f"{folder} holds no structure files (*.cif, *.vasp, POSCAR*, *.json, ...)")
     if skipped:
         names = [p.name + ("/" if p.is_dir() else "") for p in skipped]
-        report(f"{folder}: skipped {len(skipped)} entries that are not structure files: {', '.join(names[:5])}"
-               + (", ..." if len(names) > 5 else ""))
+        report(f"{folder}: skipped {count(len(skipped), 'entry', 'entries')} that are not structure files: "
+               + ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""))
     return files
 
 

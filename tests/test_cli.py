@@ -109,7 +109,7 @@ def test_a_bad_cif_names_its_path(tmp_path, original_layout, capsys):
 def test_errors_exit_with_status_2(tmp_path, capsys):
     run = ["-o", str(tmp_path / "run")]
     assert main(["fit", str(tmp_path / "missing.csv"), "--target", "y", *run]) == 2
-    assert "neither a folder" in capsys.readouterr().err
+    assert "missing.csv does not exist" in capsys.readouterr().err
     (tmp_path / "d.csv").write_text("id,cif\n1,x\n")
     assert main(["fit", str(tmp_path / "d.csv"), *run]) == 2
     assert "--target is required" in capsys.readouterr().err
@@ -218,3 +218,17 @@ def test_tune_can_search_the_graph_settings(tmp_path, original_layout, capsys):
     assert "best of 1 completed trials" in line and {"graph__radius", "graph__max_num_nbr"} <= set(params)
     best = load_model(output)
     assert isinstance(best, Pipeline) and best[0].radius == params["graph__radius"]
+
+
+def test_the_command_line_and_python_train_the_same_model_by_default(tmp_path, original_layout, crystals):
+    from skcgcnn import CGCNNRegressor
+    from skcgcnn.datasets import load_cgcnn_dir
+
+    size = {"atom_fea_len": 8, "h_fea_len": 8, "n_conv": 1, "max_epochs": 3}
+    options = ["--atom-fea-len", "8", "--h-fea-len", "8", "--n-conv", "1", "--epochs", "3"]
+    run = tmp_path / "run"
+    assert main(["fit", str(original_layout), "-o", str(run), "--val-size", "0", "--test-size", "0",
+                 "--duplicates", "skip", "--seed", "3", *options]) == 0
+    X, y, _ = load_cgcnn_dir(original_layout)
+    python = CGCNNRegressor(random_state=3, **size).fit(X, y)
+    np.testing.assert_allclose(load_model(run / "model.skcgcnn").predict(X), python.predict(X), rtol=1e-6)

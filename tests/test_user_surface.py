@@ -85,10 +85,11 @@ def test_every_option_of_fit_shows_help_and_default(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["fit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
+    decay = "the optimizer's own, 0.01 for adamw and 0 for adam and sgd, as in Python"
     for option, default in [("--radius", "8.0"), ("--max-num-nbr", "12"), ("--step", "0.2"),
                             ("--atom-fea-len", "64"), ("--n-conv", "3"), ("--h-fea-len", "128"), ("--n-h", "1"),
                             ("--lr", "0.001"), ("--epochs", "100"), ("--batch-size", "64"),
-                            ("--weight-decay", "0.0")]:
+                            ("--weight-decay", decay)]:
         shown = text[text.index(f"{option} {option[2:].upper().replace('-', '_')} "):]
         assert f"(default: {default})" in shown[:200], option
 
@@ -120,3 +121,35 @@ def test_no_colour_codes_reach_redirected_output(capsys):
     assert main(["demo", "--n-samples", "30", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "epoch" in out and "\x1b[" not in out
+
+
+def test_messages_name_what_is_missing_and_what_comes_close(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert capsys.readouterr().out.startswith("skcgcnn 0.")
+    assert main(["predict", "band-gpa", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'band-gap'?" in err and "skcgcnn models" in err
+    assert main(["fit", str(tmp_path / "nothere.csv")]) == 2
+    assert f"{tmp_path / 'nothere.csv'} does not exist" in capsys.readouterr().err
+    (tmp_path / "data.csv").write_text("id,cif,band_gap,efermi\n")
+    assert main(["fit", str(tmp_path / "data.csv"), "-o", str(tmp_path / "run")]) == 2
+    assert "the columns of" in (err := capsys.readouterr().err) and err.rstrip().endswith("band_gap, efermi")
+
+
+def test_a_warning_raised_every_epoch_is_a_single_line_of_the_output_and_the_log(tmp_path, crystals, capsys):
+    from pymatgen.core import Lattice, Structure
+
+    structures, y = crystals
+    necl = Structure(Lattice.cubic(5.5), ["Ne", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    data = write_original_layout(tmp_path / "d", [*structures[:30], necl], [*y[:30], -3.0])
+    sets = ["train"] * 24 + ["val"] * 3 + ["test"] * 3 + ["val"]
+    pd.DataFrame({"id": [f"mp-{i}" for i in range(31)], "set": sets}).to_csv(tmp_path / "split.csv", index=False)
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--split", str(tmp_path / "split.csv"), "-o", str(run), *SMALL,
+                 "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "absent from the training data" in line]
+    assert lines == ["warning: 1 of 4 inputs hold elements absent from the training data (Ne): their predictions "
+                     "are extrapolations; unseen_elements(X) lists them per input"]
+    assert lines[0] in (run / "log.txt").read_text()

@@ -68,7 +68,9 @@ def add_model_options(parser) -> None:
                        help="how atom vectors become the crystal's; linear gives per-site contributions")
     group.add_argument("--optimizer", choices=list(OPTIMIZERS), default=optimizers[0], help="optimizer")
     group.add_argument("--lr", type=float, default=default["lr"], help="learning rate")
-    group.add_argument("--weight-decay", type=float, default=0.0, help="weight decay of the optimizer")
+    group.add_argument("--weight-decay", type=float, default=None,
+                       help="weight decay of the optimizer (default: the optimizer's own, 0.01 for adamw and 0 for "
+                            "adam and sgd, as in Python)")
     group.add_argument("--momentum", type=float, default=0.9, help="momentum of --optimizer sgd (default 0.9)")
     group.add_argument("--epochs", type=int, default=default["max_epochs"], help="training epochs")
     group.add_argument("--batch-size", type=int, default=default["batch_size"], help="crystals per batch")
@@ -83,11 +85,12 @@ def network(args, classification: bool):
 
     cls = CGCNNClassifier if classification else CGCNNRegressor
     extra = {"optimizer__momentum": args.momentum} if args.optimizer == "sgd" else {}
+    if args.weight_decay is not None:
+        extra["optimizer__weight_decay"] = args.weight_decay
     return cls(
         atom_fea_len=args.atom_fea_len, n_conv=args.n_conv, h_fea_len=args.h_fea_len, n_h=args.n_h,
-        pooling=args.pooling, optimizer=args.optimizer, lr=args.lr, optimizer__weight_decay=args.weight_decay,
-        max_epochs=args.epochs, batch_size=args.batch_size, device=args.device, random_state=args.seed,
-        precision=args.precision,
+        pooling=args.pooling, optimizer=args.optimizer, lr=args.lr, max_epochs=args.epochs,
+        batch_size=args.batch_size, device=args.device, random_state=args.seed, precision=args.precision,
         verbose=1, **extra,
     )
 
@@ -99,6 +102,8 @@ def load_training_data(args, path=None):
 
     path = Path(args.data if path is None else path)
     atom_features = args.atom_features
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
     if path.is_dir():
         if args.target is not None:
             n_targets = _targets_in_id_prop(path)
@@ -118,7 +123,11 @@ def load_training_data(args, path=None):
         X, y, ids = load_matbench(path, target=args.target)
     elif path.is_file():
         if args.target is None:
-            raise ValueError("--target is required for a CSV file")
+            import pandas as pd
+
+            ignored = (args.structure_column, args.id_column)
+            columns = [c for c in pd.read_csv(path, nrows=0).columns if c not in ignored]
+            raise ValueError(f"--target is required for a CSV file; the columns of {path} are {', '.join(columns)}")
         X, y, ids = load_csv(path, target=args.target, structure_column=args.structure_column,
                              id_column=args.id_column, missing="drop" if args.drop_missing else "raise", parse=False)
     else:

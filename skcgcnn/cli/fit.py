@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._text import count
 from ..files import MODEL_SUFFIX, atomic_path
 from ..runs import run_callbacks
 from ._common import (add_data_options, add_model_options, as_labels, is_classification, load_training_data,
@@ -226,13 +227,16 @@ def _check_duplicates(args, folder, X, graphs, ids, train, val, test):
         "group": np.repeat(np.arange(len(groups)), [len(g) for g in groups]).astype(int),
         "id": [ids[i] for g in groups for i in g], "set": [sets[i] for g in groups for i in g]})
     dropped = copies_to_drop(groups, sets) if args.duplicates == "drop" else []
-    print(f"duplicates: {len(groups)} crystals appear more than once ({sum(len(g) for g in groups)} entries, "
-          f"{len(leaks)} pairs across the split), found in {time.perf_counter() - start:.1f} s; "
-          + (f"{len(dropped)} copies dropped" if dropped else f"listed in {folder / 'duplicates.csv'}"))
+    entries = sum(len(g) for g in groups)
+    print(f"duplicates: {count(len(groups), 'crystal appears', 'crystals appear')} more than once "
+          f"({count(entries, 'entry', 'entries')}, {count(len(leaks), 'pair')} across the split), found in "
+          f"{time.perf_counter() - start:.1f} s; "
+          + (f"{count(len(dropped), 'copy', 'copies')} dropped" if dropped
+             else f"listed in {folder / 'duplicates.csv'}"))
     if leaks and args.duplicates != "drop":
         print("warning: the same crystal in training and in validation or test data inflates their scores; "
               "--duplicates drop leaves one copy", file=sys.stderr)
-    folder.update(duplicates={"groups": len(groups), "entries": sum(len(g) for g in groups),
+    folder.update(duplicates={"groups": len(groups), "entries": entries,
                               "pairs_across_split": len(leaks), "dropped": len(dropped)})
     if not dropped:
         return train, val, test

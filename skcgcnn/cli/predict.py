@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 
+from .._text import count
 from ._common import writable
 
 
@@ -57,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
         counts = predict_to_csv(model, args.inputs, output, args.structure_column, args.id_column,
                                 chunk_size=args.chunk_size, resume=args.resume, force=args.force,
                                 on_error=args.on_error, strict=args.strict, confidence_level=args.confidence)
-    print(f"{counts['written'] + counts['resumed']} predictions written to {output}"
+    print(f"{count(counts['written'] + counts['resumed'], 'prediction')} written to {output}"
           + (f" ({counts['resumed']} from the interrupted run)" if counts["resumed"] else ""))
     if counts["unseen"]:
-        print(f"warning: {counts['unseen']} structures hold elements absent from the model's training data; their "
-              "predictions are extrapolations (column unseen_elements)", file=sys.stderr)
+        print(f"warning: {count(counts['unseen'], 'structure holds', 'structures hold')} elements absent from the "
+              "model's training data; their predictions are extrapolations (column unseen_elements)", file=sys.stderr)
     if counts["refused"]:
-        print(f"skcgcnn: {counts['refused']} structures refused, listed with the reason in "
+        print(f"skcgcnn: {count(counts['refused'], 'structure')} refused, listed with the reason in "
               f"{output.with_name(output.name + '.errors.csv')}", file=sys.stderr)
         return 2 if args.strict else 0
     return 0
