@@ -30,6 +30,10 @@ __all__ = ["GraphSettings", "CrystalGraphs", "CrystalGraphTransformer", "concat_
 #: duplicated site or a unit mix-up (Bohr for Å, fractional for Cartesian) does.
 MIN_DISTANCE = 0.5
 
+#: Atoms further from their cell than this many cells are refused: wrapping them back would cost precision and
+#: leaving them would make the neighbour search's cost grow with the distance.
+MAX_CELLS_AWAY = 1000
+
 
 def _neighbour_list(structure, settings: GraphSettings, position: int):
     """(centre, neighbour, image, distance) pairs that include every atom's kept neighbours.
@@ -53,8 +57,8 @@ def _neighbour_list(structure, settings: GraphSettings, position: int):
             f"input {position}: the cell volume is {volume_per_atom * len(cart):.3g} Å^3 for "
             f"{len(cart)} atoms; the lattice vectors are degenerate or not in Å"
         )
-    cart = np.ascontiguousarray(cart, dtype=float)
     pbc = np.ascontiguousarray(structure.pbc, dtype=np.int64)
+    cart = _wrapped(cart, lattice, pbc.astype(bool), position)
     radius, m, tol = settings.radius, settings.max_num_nbr, settings.tie_tol
     r = min(radius, (9 * m * volume_per_atom / (4 * np.pi)) ** (1 / 3) + tol)
     while True:
@@ -76,6 +80,22 @@ def _neighbour_list(structure, settings: GraphSettings, position: int):
         if r >= radius or np.bincount(centers[dists <= r - tol], minlength=len(cart)).min() >= m:
             return centers, points, images, dists
         r = radius
+
+
+def _wrapped(cart: np.ndarray, lattice: np.ndarray, periodic: np.ndarray, position: int) -> np.ndarray:
+    """Cartesian coordinates moved into the cell along its periodic axes (the crystal is the same).
+
+    The neighbour search's cost grows with how far atoms lie outside the cell, so coordinates more than
+    ``MAX_CELLS_AWAY`` cells away (a unit or format mistake, never a real file) are refused.
+    """
+    frac = np.linalg.solve(lattice.T, cart.T).T
+    far = np.abs(frac[:, periodic]) > MAX_CELLS_AWAY
+    if far.any():
+        atom = int(np.flatnonzero(far.any(axis=1))[0])
+        raise ValueError(f"input {position}: atom {atom} lies {np.abs(frac[atom]).max():.3g} cells away from the "
+                         f"cell (more than {MAX_CELLS_AWAY}); check the coordinates and their units")
+    frac[:, periodic] -= np.floor(frac[:, periodic])
+    return np.ascontiguousarray(frac @ lattice, dtype=float)
 
 
 def _check_elements(numbers: np.ndarray, crystal: np.ndarray, structures, start: int, settings) -> None:

@@ -11,9 +11,11 @@ resumes from it (``skcgcnn fit --resume FOLDER``).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import warnings
@@ -23,12 +25,17 @@ from pathlib import Path
 
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 
-from .files import MODEL_SUFFIX, atomic_path
+from .files import MODEL_SUFFIX, atomic_path, process_alive
 
 __all__ = ["RunFolder", "AtomicCheckpoint", "ResumableEarlyStopping", "ErrorColumn", "SaveBestModel", "Tee",
            "check_run_options", "run_callbacks", "stop_on_signals", "exit_status"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Everything a run writes into its folder (and its checkpoint folder); --force removes these and nothing else.
+_RUN_FILES = {"run.json", "log.txt", "split.csv", "duplicates.csv", "test_predictions.csv", "parity.png", "roc.png",
+              "learning_curve.png", "model" + MODEL_SUFFIX, "model.joblib", "best" + MODEL_SUFFIX}
+_CHECKPOINT_FILES = {"params.pt", "optimizer.pt", "history.json", "best_params.pt"}
+_TEMPORARY = re.compile(r"^\..+\.\d+\.tmp$")
 
 
 def _now() -> str:
@@ -89,7 +96,7 @@ class RunFolder:
                 raise ValueError(f"{path} exists and holds files of no run; give a new or empty folder")
             if not force:
                 raise ValueError(f"{path} holds a run; pass --force to replace it, or --resume to continue it")
-            shutil.rmtree(path)
+            cls(path)._remove_run()
         existed = path.is_dir()
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -103,6 +110,43 @@ class RunFolder:
         folder.existed = existed
         folder.check_writable()
         return folder
+
+    def check_not_running(self, doing: str = "replacing") -> None:
+        """Refuse when the run's process is alive (on this machine), or may be (on another)."""
+        try:
+            record = json.loads((self.path / self.RECORD).read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            record = {}
+        process = record.get("process") or {}
+        if record.get("status") == "running" and process:
+            here = process.get("host") == socket.gethostname()
+            if not here or process_alive(int(process.get("pid", 0))):
+                where = (f"process {process.get('pid')} on this machine" if here
+                         else f"a process on {process.get('host')}")
+                raise ValueError(f"{self.path}: its run is being trained by {where}; stop it before {doing} the "
+                                 "run" + ("" if here else ", or remove the folder yourself if it no longer runs"))
+
+    def _remove_run(self) -> None:
+        """Remove what a finished or dead run wrote; refuse a live run and files no run writes."""
+        self.check_not_running()
+        checkpoint = self.checkpoint_dir
+        own = [entry for entry in self.path.iterdir()
+               if entry.name in _RUN_FILES or _TEMPORARY.match(entry.name) or entry == checkpoint]
+        inside = list(checkpoint.iterdir()) if checkpoint.is_dir() else []
+        foreign = [entry for entry in self.path.iterdir() if entry not in own]
+        foreign += [entry for entry in inside
+                    if entry.name not in _CHECKPOINT_FILES and not _TEMPORARY.match(entry.name)]
+        if foreign or (checkpoint.exists() and not checkpoint.is_dir()):
+            names = ", ".join(str(entry.relative_to(self.path)) for entry in (foreign or [checkpoint])[:5])
+            raise ValueError(f"{self.path} holds files that no run writes ({names}); --force replaces a run "
+                             "folder only: move them, or give another folder")
+        for entry in inside:
+            entry.unlink()
+        for entry in own:
+            if entry.is_dir():
+                entry.rmdir()
+            else:
+                entry.unlink()
 
     def discard(self) -> None:
         """Remove what this run wrote: the folder it created, or the contents of the empty one it was given."""
@@ -148,6 +192,9 @@ class RunFolder:
         now = _now()
         self.record.setdefault("started", now)
         self.record.update(fields, updated=now)
+        if fields.get("status") == "running":
+            # Who trains it: --force refuses to replace a run whose process is alive.
+            self.record["process"] = {"host": socket.gethostname(), "pid": os.getpid()}
         with atomic_path(self.path / self.RECORD) as tmp:
             tmp.write_text(json.dumps(self.record, indent=2, default=str) + "\n")
 

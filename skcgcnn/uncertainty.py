@@ -91,6 +91,10 @@ class ConformalRegressor(BaseEstimator):
             raise ValueError(f"confidence_level must lie in (0, 1), got {self.confidence_level}")
         pred, scale = self._centre_and_scale(X)
         y = np.asarray(y, dtype=float)
+        if not np.isfinite(y).all():
+            # A NaN score sorts last and an infinite one inflates the quantile: either would pass silently.
+            raise ValueError(f"y holds {np.count_nonzero(~np.isfinite(y))} NaN or infinite values; calibrate on "
+                             "crystals with known targets")
         if y.shape != np.shape(pred):
             raise ValueError(f"y has shape {y.shape}, the predictions {np.shape(pred)}")
         scores = np.abs(y - pred) / scale

@@ -102,3 +102,36 @@ def test_degenerate_cell_is_refused():
 def test_bad_neighbour_rule_parameters(params):
     with pytest.raises(ValueError, match=next(iter(params))):
         transform([GOOD], **params)
+
+
+POSCAR_FAR = """NaCl with one atom far away
+1.0
+5.64 0 0
+0 5.64 0
+0 0 5.64
+Na Cl
+1 1
+direct
+0.0 0.0 0.0
+{far} 0.5 0.5
+"""
+
+
+def test_an_atom_far_outside_its_cell_is_refused_at_once_within_bounded_memory(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "POSCAR").write_text(POSCAR_FAR.format(far="1e15"))
+    script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30)); "
+              "from skcgcnn import CrystalGraphTransformer; "
+              f"CrystalGraphTransformer().transform([{str(tmp_path / 'POSCAR')!r}])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "atom 1 lies 1e+15 cells away from the cell" in done.stderr
+
+
+def test_atoms_outside_the_cell_give_the_graph_of_the_wrapped_crystal():
+    inside = Structure.from_str(POSCAR_FAR.format(far="0.5"), fmt="poscar")
+    outside = Structure.from_str(POSCAR_FAR.format(far="-6.5"), fmt="poscar")
+    a, b = transform([inside]), transform([outside])
+    np.testing.assert_allclose(a.nbr_dist, b.nbr_dist, atol=1e-6)
+    np.testing.assert_array_equal(a.nbr_idx, b.nbr_idx)

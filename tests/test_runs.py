@@ -239,3 +239,36 @@ def test_duplicates_across_the_split_are_reported_and_can_be_dropped(tmp_path, c
     assert (split.set == "dropped").sum() == 10
     kept = split[split.set != "dropped"]
     assert kept.id.str.split("-").str[1].duplicated().sum() == 0  # one copy of each crystal left
+
+
+def test_force_replaces_only_what_a_run_wrote_and_never_a_live_run(tmp_path, data, capsys):
+    run = tmp_path / "run"
+    args = ["fit", str(data), "--epochs", "2", *SMALL, "-o", str(run)]
+    assert main(args) == 0
+    notes = run / "notes" / "results.txt"
+    notes.parent.mkdir()
+    notes.write_text("mine")
+    capsys.readouterr()
+    assert main([*args, "--force"]) == 2
+    assert "holds files that no run writes (notes)" in capsys.readouterr().err
+    assert notes.read_text() == "mine" and (run / "model.skcgcnn").is_file()
+    notes.unlink()
+    notes.parent.rmdir()
+
+    record = json.loads((run / "run.json").read_text())
+    assert record["process"]["pid"] == os.getpid()
+    record["status"] = "running"  # as if this process were still training it
+    (run / "run.json").write_text(json.dumps(record))
+    assert main([*args, "--force"]) == 2
+    assert f"is being trained by process {os.getpid()} on this machine" in capsys.readouterr().err
+    assert main(["fit", "--resume", str(run)]) == 2
+    assert "stop it before resuming the run" in capsys.readouterr().err
+    record["process"]["pid"] = _dead_pid()
+    (run / "run.json").write_text(json.dumps(record))
+    assert main([*args, "--force"]) == 0
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

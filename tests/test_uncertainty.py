@@ -180,3 +180,15 @@ def test_calibration_detects_overconfidence():
 
         X = np.zeros((10, 1))
         ConformalRegressor(DummyRegressor().fit(X, y[:10]), confidence_level=0.95).conformalize(X, y[:10])
+
+
+def test_calibration_refuses_unknown_targets():
+    from sklearn.dummy import DummyRegressor
+
+    X, y = np.zeros((30, 1)), np.linspace(0, 1, 30)
+    model = DummyRegressor().fit(X, y)
+    for bad in (np.nan, np.inf):
+        broken = y.copy()
+        broken[3] = bad
+        with pytest.raises(ValueError, match="1 NaN or infinite values"):
+            ConformalRegressor(model).conformalize(X, broken)

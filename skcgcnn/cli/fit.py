@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--resume continues a run with its recorded arguments: give only the run folder "
                              "(and --n-jobs)")
         folder = RunFolder.open(args.resume)
+        folder.check_not_running("resuming")
         if folder.record.get("status") == "complete":
             raise ValueError(f"{folder.path}: the run is complete; there is nothing to resume")
         n_jobs = args.n_jobs
