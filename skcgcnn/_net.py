@@ -154,11 +154,11 @@ class CGCNNMixin(PredictingMixin):
         return y
 
     # ----- skorch hooks ----------------------------------------------------
-    def initialize_module(self):
+    def _module_kwargs(self) -> dict:
         if not hasattr(self, "graph_settings_"):
             raise NotFittedError("the module is built from the training graphs; call fit instead of initialize")
         s = self.graph_settings_
-        kwargs = {
+        return {
             "atom_feature_table": s.atom_features.table,
             "dmin": s.dmin,
             "radius": s.radius,
@@ -172,11 +172,25 @@ class CGCNNMixin(PredictingMixin):
             "dropout": self.dropout,
             **self.get_params_for("module"),
         }
-        self.module_ = self.initialized_instance(self.module, kwargs)
+
+    def initialize_module(self):
+        self.module_ = self.initialized_instance(self.module, self._module_kwargs())
         if self.pretrained is not None:
             start_from(self.module_, self.pretrained, self.graph_settings_.atom_features,
                        "classification" if is_classifier(self) else "regression", type(self).__name__)
         return self
+
+    def weight_shapes(self) -> dict[str, tuple]:
+        """The shapes of the weights and buffers the parameters and graph settings build, found without memory.
+
+        Returns
+        -------
+        dict
+            ``state_dict`` key to shape.
+        """
+        with torch.device("meta"):
+            module = self.module(**self._module_kwargs())
+        return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
     @classmethod
     def from_pretrained(cls, name_or_path, **params):

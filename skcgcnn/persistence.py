@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
+from ._params import parameter_constraints
 from .model_format import FORMAT, FORMAT_VERSION, read_content
 from .elements import ATOM_FEATURE_SETS, AtomFeatures
 from .files import atomic_path
@@ -34,6 +36,8 @@ from .nn import CGCNN
 __all__ = ["save_model", "load_model", "restore_fitted", "FORMAT", "FORMAT_VERSION"]
 
 # What a calibrated ensemble adds to an ensemble's record (arrays stored as tensors).
+# Settings that start processes or a compiler: never taken from a file.
+_MACHINE_SETTINGS = ("n_jobs", "compile", "iterator_train__num_workers", "iterator_valid__num_workers")
 _CALIBRATION = ("center_", "scale_", "components_", "reference_", "error_model_", "calibration_scores_")
 _PLAIN = (bool, int, float, str, type(None))
 _PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy", "joblib", "optuna", "pandas")
@@ -64,7 +68,8 @@ def _features_from(record: dict) -> AtomFeatures | str:
 
 
 def _transformer_from(record: dict) -> CrystalGraphTransformer:
-    return CrystalGraphTransformer(**{**record, "atom_features": _features_from(record["atom_features"])})
+    params = {k: v for k, v in record.items() if k not in _MACHINE_SETTINGS}
+    return CrystalGraphTransformer(**{**params, "atom_features": _features_from(record["atom_features"])})
 
 
 def package_versions() -> dict:
@@ -228,8 +233,12 @@ def save_model(model, path, force: bool = False, weights: str = "float32") -> Pa
 
 
 def _runnable_here(params: dict) -> tuple[dict, str | None]:
-    """The parameters with a CUDA device replaced by the CPU where this PyTorch sees none, and the device replaced."""
-    params = dict(params)
+    """The parameters with a CUDA device replaced by the CPU where this PyTorch sees none, and the device replaced.
+
+    How many processes to start and whether to compile are this machine's choices, not a file's: those
+    settings are left at their defaults.
+    """
+    params = {k: v for k, v in params.items() if k not in _MACHINE_SETTINGS}
     saved_on = str(params.get("device", "cpu"))
     if saved_on.startswith("cuda") and not torch.cuda.is_available():
         params["device"] = "cpu"
@@ -259,17 +268,29 @@ def _estimator_from(record: dict, path: Path):
     else:
         fitted["target"] = (record["target"]["mean"], record["target"]["scale"], record["target"]["ndim"])
 
+    try:
+        validate_parameter_constraints(parameter_constraints(), {k: estimator.get_params()[k]
+                                                                 for k in parameter_constraints()},
+                                       f"the model file {path}")
+    except InvalidParameterError as exc:
+        raise ValueError(str(exc)) from None
+    state = record["state_dict"]
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ValueError(f"{path}: the weights hold NaN or infinite values ({broken[0]})")
+
     def load_weights(module):
         try:
-            module.load_state_dict(record["state_dict"])
+            module.load_state_dict(state)
         except RuntimeError as exc:
             raise ValueError(f"{path}: the weights do not fit the stored architecture ({exc})") from None
 
-    return restore_fitted(estimator, GraphSettings(atom_features=features, **settings), load_weights, **fitted)
+    return restore_fitted(estimator, GraphSettings(atom_features=features, **settings), load_weights,
+                          shapes={k: tuple(v.shape) for k, v in state.items()}, source=str(path), **fitted)
 
 
 def restore_fitted(estimator, graph_settings: GraphSettings, load_weights, target=None, classes=None, elements=None,
-                   checkpoint=None):
+                   checkpoint=None, shapes=None, source="the model"):
     """Make an unfitted CGCNN estimator the fitted one that stored state describes.
 
     The one place that sets fitted attributes from outside ``fit``: model
@@ -290,6 +311,11 @@ def restore_fitted(estimator, graph_settings: GraphSettings, load_weights, targe
         Atomic numbers seen in training.
     checkpoint : dict, default=None
         Where an imported checkpoint came from (``checkpoint_``).
+    shapes : dict, default=None
+        The stored weights' shapes by name: the network is first built without memory and compared with them,
+        so that parameters that do not fit the weights are refused before anything is allocated.
+    source : str, default="the model"
+        Named in error messages.
 
     Returns
     -------
@@ -302,9 +328,13 @@ def restore_fitted(estimator, graph_settings: GraphSettings, load_weights, targe
     if classes is not None:
         estimator.label_encoder_ = LabelEncoder().fit(classes)
     if target is not None:
-        mean, scale, ndim = target
-        estimator.y_mean_ = np.asarray(mean, dtype=np.float64)
-        estimator.y_scale_ = np.asarray(scale, dtype=np.float64)
+        mean, scale, ndim = (np.asarray(target[0], dtype=np.float64), np.asarray(target[1], dtype=np.float64),
+                             target[2])
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"{source}: the target scaling (mean {mean.tolist()}, scale {scale.tolist()}) is not "
+                             "finite and positive")
+        estimator.y_mean_ = mean
+        estimator.y_scale_ = scale
         estimator.n_outputs_, estimator.y_ndim_ = len(estimator.y_mean_), ndim
     if checkpoint is not None:
         estimator.checkpoint_ = checkpoint
@@ -313,6 +343,11 @@ def restore_fitted(estimator, graph_settings: GraphSettings, load_weights, targe
     # The weights are the stored ones: the network is built without reading the checkpoint it started from.
     pretrained, estimator.pretrained = estimator.pretrained, None
     try:
+        if shapes is not None:
+            built = estimator.weight_shapes()
+            if built != shapes:
+                wrong = sorted(k for k in built.keys() | shapes.keys() if built.get(k) != shapes.get(k))
+                raise ValueError(f"{source}: the weights do not fit the stored architecture ({', '.join(wrong[:3])})")
         estimator.initialize()
     finally:
         estimator.pretrained = pretrained
@@ -338,7 +373,7 @@ def _ensemble_from(record: dict, path: Path):
         if template["featurizer"] is not None:
             params["featurizer"] = _transformer_from(template["featurizer"])
         estimator = members[template["class"]](**params)
-    ensemble = classes[record["class"]](estimator=estimator, **record["params"])
+    ensemble = classes[record["class"]](estimator=estimator, **_runnable_here(record["params"])[0])
     ensemble.estimators_ = [_estimator_from(member, path) for member in record["members"]]
     ensemble.graph_settings_ = ensemble.estimators_[0].graph_settings_
     if "classes" in record:

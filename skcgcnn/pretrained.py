@@ -128,6 +128,9 @@ def load_any(spec, trust_pickle: bool = False):
 
     spec = str(spec)
     if spec in MODELS or spec in RELEASED:
+        if Path(spec).exists():
+            raise ValueError(f"{spec!r} is both a released model's name and a file here; give ./{spec} for the "
+                             "file, or run from another folder for the released model")
         return load(spec)
     if not Path(spec).exists() and not Path(spec).suffix and "/" not in spec:
         model_path(spec)  # a name, not a file: refused with the names that come close

@@ -157,3 +157,48 @@ def test_ensembles_round_trip_with_their_spread_and_predict_from_the_command_lin
     back = load_model(save_model(pipe, tmp_path / "pipe.skcgcnn"))
     assert list(back.named_steps["ens"].classes_) == ["insulator", "metal"]
     np.testing.assert_array_equal(back.predict_proba(X[40:]), pipe.predict_proba(X[40:]))
+
+
+def _tampered(tmp_path, path, change, name):
+    content = torch.load(path, weights_only=True)
+    change(content["estimator"])
+    torch.save(content, tmp_path / name)
+    return tmp_path / name
+
+
+def test_a_model_file_is_validated_like_parameters_before_anything_is_allocated(tmp_path, data):
+    X, y = data
+    reg = CGCNNRegressor(max_epochs=1, atom_fea_len=16, h_fea_len=16, random_state=0,
+                         iterator_valid__num_workers=0).fit(X[:20], y[:20])
+    path = save_model(reg, tmp_path / "m.skcgcnn")
+
+    def params(**values):
+        return lambda record: record["params"].update(values)
+
+    def weights(record):
+        record["state_dict"]["convs.0.fc.weight"][0, 0] = float("nan")
+
+    def scale(value):
+        return lambda record: record["target"].update(scale=[value])
+
+    for change, message in [(params(atom_fea_len=30_000), "do not fit the stored architecture"),
+                            (params(n_conv=-2), "'n_conv' parameter of the model file .*bad.skcgcnn must be an int"),
+                            (weights, "NaN or infinite values \\(convs.0.fc.weight\\)"),
+                            (scale(0.0), "target scaling .* is not finite and positive"),
+                            (scale(-1.0), "target scaling .* is not finite and positive")]:
+        with pytest.raises(ValueError, match=message):
+            load_model(_tampered(tmp_path, path, change, "bad.skcgcnn"))
+
+    machine = params(compile=True, iterator_valid__num_workers=12)
+    loaded = load_model(_tampered(tmp_path, path, machine, "machine.skcgcnn"))
+    assert loaded.get_params().get("iterator_valid__num_workers", 0) == 0 and not loaded.get_params().get("compile")
+    np.testing.assert_array_equal(loaded.predict(X[:3]), reg.predict(X[:3]))
+
+
+def test_a_file_named_like_a_released_model_is_not_taken_for_it(tmp_path, monkeypatch):
+    from skcgcnn.pretrained import load_any
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "band-gap").write_bytes(b"mine")
+    with pytest.raises(ValueError, match="both a released model's name and a file here; give ./band-gap"):
+        load_any("band-gap")
