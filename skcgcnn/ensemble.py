@@ -20,6 +20,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
+from ._jobs import capped_jobs
 from .estimators import CGCNNClassifier, CGCNNRegressor
 from .graphs import CrystalGraphs, CrystalGraphTransformer
 from .warn import warn
@@ -102,7 +103,7 @@ class _EnsembleMixin:
         tasks = (delayed(_fit_member)(position, clone(base).set_params(random_state=int(seed)), graphs[idx], y[idx])
                  for position, (seed, idx) in enumerate(zip(seeds, rows)))
         # Members come back as they finish, so that an interrupt keeps those already trained.
-        outputs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+        outputs = Parallel(n_jobs=capped_jobs(n_jobs), return_as="generator_unordered")(tasks)
         trained = {}
         try:
             for position, member in outputs:

@@ -17,6 +17,7 @@ from pymatgen.optimization.neighbors import find_points_in_spheres
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
+from ._jobs import capped_jobs
 from .crystal_graphs import NBR_RULES, CrystalGraphs, GraphSettings, concat_ranges, offsets_of
 from .elements import AtomFeatures
 from .structures import as_input_list, as_structure, chunk_size
@@ -311,7 +312,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
                 )
             return X
         items = as_input_list(X)
-        n_jobs = self.n_jobs if any(isinstance(obj, (str, PathLike)) for obj in items) else None
+        n_jobs = capped_jobs(self.n_jobs) if any(isinstance(obj, (str, PathLike)) for obj in items) else None
         chunk = chunk_size(len(items), n_jobs)
         starts = range(0, len(items), chunk)
         jobs = (delayed(_graphs_of_chunk)(items[s : s + chunk], s, settings) for s in starts)

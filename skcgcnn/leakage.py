@@ -15,6 +15,7 @@ from math import gcd
 import numpy as np
 from joblib import Parallel, delayed
 
+from ._jobs import capped_jobs
 from .graphs import CrystalGraphs
 from .structures import as_structure, as_input_list
 
@@ -93,7 +94,7 @@ def find_duplicates(X, graphs: CrystalGraphs | None = None, matcher=None,
     candidates = [positions for positions in by_formula.values() if len(positions) > 1]
     matcher = matcher or StructureMatcher()
     jobs = (delayed(_match_group)([items[p] for p in positions], positions, matcher) for positions in candidates)
-    groups = [group for found in Parallel(n_jobs=n_jobs)(jobs) for group in found]
+    groups = [group for found in Parallel(n_jobs=capped_jobs(n_jobs))(jobs) for group in found]
     return [np.asarray(group) for group in sorted(groups)]
 
 

@@ -12,6 +12,8 @@ from joblib import Parallel, delayed
 from pymatgen.core import IStructure, Structure
 from tqdm.auto import tqdm
 
+from ._jobs import capped_jobs
+
 __all__ = ["as_structure", "as_input_list", "as_structure_list"]
 
 _CIF_MARKERS = ("_cell_length_a", "_atom_site_")
@@ -222,7 +224,7 @@ def as_structure_list(X: Any, n_jobs: int | None = None, verbose: int = 0) -> li
     chunk = chunk_size(len(items), n_jobs)
     starts = range(0, len(items), chunk)
     jobs = (delayed(_structures_of_chunk)(items[s : s + chunk], s) for s in starts)
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+    results = Parallel(n_jobs=capped_jobs(n_jobs), return_as="generator")(jobs)
     if verbose:
         results = tqdm(results, total=len(starts), desc="parsing structures", unit="chunk")
     return [structure for part in results for structure in part]
