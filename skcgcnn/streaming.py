@@ -16,13 +16,19 @@ import io
 import os
 import re
 import sqlite3
+import hashlib
+import json
+import socket
+from collections import Counter
+from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ._text import count
-from .files import publish
+from .files import process_alive, publish
+from .warn import warn
 
 __all__ = ["iter_inputs", "predict_to_csv", "material_id"]
 
@@ -67,6 +73,14 @@ def _ase_database_rows(path: Path, id_column: str | None) -> Iterator[tuple[obje
         import ase.db
     except ImportError:
         raise ValueError(f"{path}: reading an ASE database needs ASE (pip install ase)") from None
+    try:
+        # Opened read-only first: ASE would write its own tables into any SQLite file it is given.
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as probe:
+            tables = {name for (name,) in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{path}: not a readable ASE database ({exc})") from None
+    if not {"systems", "keys"} <= tables:
+        raise ValueError(f"{path}: an SQLite file but not an ASE database (no table 'systems'); it was not changed")
     try:
         for number, row in enumerate(ase.db.connect(str(path), type="db").select(), start=1):
             ident = row.get(id_column) if id_column else number
@@ -127,7 +141,9 @@ def iter_inputs(paths, structure_column: str = "cif", id_column: str | None = "i
         elif path.name.endswith((".csv", ".csv.gz")):
             columns = [structure_column] + ([id_column] if id_column else [])
             try:
-                reader = pd.read_csv(path, chunksize=chunk_size, dtype=str, encoding="utf-8-sig", usecols=columns)
+                # Ids such as "NA" or "null" are ids, not missing values.
+                reader = pd.read_csv(path, chunksize=chunk_size, dtype=str, encoding="utf-8-sig", usecols=columns,
+                                     keep_default_na=False)
                 for start, frame in enumerate(reader):
                     numbers = range(start * chunk_size, start * chunk_size + len(frame))
                     for text, ident in zip(frame[structure_column], frame[id_column] if id_column else numbers):
@@ -154,8 +170,8 @@ def iter_inputs(paths, structure_column: str = "cif", id_column: str | None = "i
         yield items, ids
 
 
-def _done_ids(partial: Path, header: list[str]) -> set[str]:
-    """Ids already in a partial output; a row cut short by a kill is removed first."""
+def _done_ids(partial: Path, header: list[str]) -> Counter:
+    """How many rows of each id a partial output holds; a row cut short by a kill is removed first."""
     data = partial.read_bytes()
     if data and not data.endswith(b"\n"):
         with open(partial, "r+b") as handle:
@@ -165,7 +181,7 @@ def _done_ids(partial: Path, header: list[str]) -> set[str]:
     if rows and rows[0] != header:
         raise ValueError(f"{partial} holds the columns {rows[0]}, this model writes {header}: it is the partial "
                          "output of another model; remove it or write elsewhere")
-    return {row[0] for row in rows[1:] if row}
+    return Counter(row[0] for row in rows[1:] if row)
 
 
 def _append(path: Path, rows: list[list], header: list[str]) -> None:
@@ -271,56 +287,133 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
     if half_width is not None:
         outputs += [f"lower_{100 * confidence_level:g}", f"upper_{100 * confidence_level:g}"]
     header = ["id", *(["prediction"] if classifier else []), *outputs, "unseen_elements"]
-    if partial.exists() or errors_file.exists():
+    record_file = output.with_name(output.name + ".partial.json")
+    inputs = [str(Path(raw).resolve()) for raw in paths]
+    if str(output.resolve()) in inputs:
+        raise ValueError(f"{output} is one of the inputs; write the predictions elsewhere")
+    what = {"model": _fingerprint(model), "inputs": inputs,
+            "options": {"structure_column": structure_column, "id_column": id_column, "strict": strict,
+                        "columns": header}}
+    with _claimed(output.with_name(output.name + ".lock")):
         if force:
-            partial.unlink(missing_ok=True)
-            errors_file.unlink(missing_ok=True)
-        elif not resume:
-            raise ValueError(f"{partial} holds the rows of an interrupted run: pass --resume to continue it or "
-                             "--force to start over")
-    done = _done_ids(partial, header) if partial.exists() else set()
-    refused = _done_ids(errors_file, ["id", "error"]) if errors_file.exists() else set()
-    counts = {"resumed": len(done), "written": 0, "refused": len(refused), "unseen": 0}
-    if done or refused:
-        report(f"resuming: {len(done)} rows written and {len(refused)} refused before are skipped")
-    for items, ids in iter_inputs(paths, structure_column, id_column, chunk_size, report):
-        todo = [k for k, ident in enumerate(ids) if ident not in done and ident not in refused]
-        if not todo:
-            continue
-        graphs, good_ids, errors = _graphs_of(featurize, [items[k] for k in todo], [ids[k] for k in todo],
-                                              on_error)
-        rows = []
-        if graphs is not None:
-            unseen = net.unseen_elements(graphs)
-            keep = np.array([not (strict and symbols) for symbols in unseen])
-            errors += [(i, "elements absent from the model's training data: " + ", ".join(s))
-                       for i, s, k in zip(good_ids, unseen, keep) if not k]
-            if keep.any():
-                graphs = graphs[np.flatnonzero(keep)]
-                good_ids = [i for i, k in zip(good_ids, keep) if k]
-                unseen = [s for s, k in zip(unseen, keep) if k]
-                if classifier:
-                    values = net.predict_proba(graphs)
-                    labels = [[label] for label in net.classes_[values.argmax(axis=1)]]
-                else:
-                    found = net.predict(graphs, return_std=True) if spread else (net.predict(graphs),)
-                    if half_width is not None:
-                        found = (*found, found[0] - half_width * found[1], found[0] + half_width * found[1])
-                    values = np.hstack([np.asarray(v).reshape(len(good_ids), -1) for v in found])
-                    labels = [[]] * len(good_ids)
-                rows += [[ident, *label, *value.tolist(), " ".join(symbols)]
-                         for ident, label, value, symbols in zip(good_ids, labels, values, unseen)]
-                counts["unseen"] += sum(bool(s) for s in unseen)
-        if rows:
-            _append(partial, rows, header)
-            counts["written"] += len(rows)
-        if errors:
-            _append(errors_file, [list(e) for e in errors], ["id", "error"])
-            counts["refused"] += len(errors)
-    if not partial.exists():
-        _append(partial, [], header)
-    try:
-        publish(partial, output, overwrite=force)
-    except FileExistsError:
-        raise ValueError(f"{output} appeared while this command ran; the rows stay in {partial}") from None
+            for leftover in (partial, errors_file, record_file):
+                leftover.unlink(missing_ok=True)
+        if partial.exists() or errors_file.exists():
+            if not resume:
+                raise ValueError(f"{partial} holds the rows of an interrupted run: pass --resume to continue it or "
+                                 "--force to start over")
+            _check_continues(record_file, what, partial)
+        else:
+            record_file.write_text(json.dumps(what))
+        done = _done_ids(partial, header) if partial.exists() else Counter()
+        handled = done + (_done_ids(errors_file, ["id", "error"]) if errors_file.exists() else Counter())
+        counts = {"resumed": sum(done.values()), "written": 0, "refused": sum(handled.values()) - sum(done.values()),
+                  "unseen": 0}
+        if handled:
+            report(f"resuming: {counts['resumed']} rows written and {counts['refused']} refused before are skipped")
+        seen = Counter()
+        for items, ids in iter_inputs(paths, structure_column, id_column, chunk_size, report):
+            todo = []
+            for k, ident in enumerate(ids):
+                seen[ident] += 1  # the n-th row of an id is skipped if n rows of it were handled before
+                if seen[ident] > handled[ident]:
+                    todo.append(k)
+            if todo:
+                _predict_chunk(net, featurize, [items[k] for k in todo], [ids[k] for k in todo], on_error, strict,
+                               classifier, spread, half_width, partial, errors_file, header, counts)
+        repeated = [ident for ident, n in seen.items() if n > 1]
+        if repeated:
+            warn(f"{count(len(repeated), 'id appears', 'ids appear')} more than once in the inputs (e.g. "
+                 f"{repeated[0]!r}); their rows are kept in input order under the same id")
+        if not partial.exists():
+            _append(partial, [], header)
+        try:
+            publish(partial, output, overwrite=force)
+        except FileExistsError:
+            raise ValueError(f"{output} appeared while this command ran; the rows stay in {partial}") from None
+        record_file.unlink(missing_ok=True)
     return counts
+
+
+def _predict_chunk(net, featurize, items, ids, on_error, strict, classifier, spread, half_width, partial,
+                   errors_file, header, counts) -> None:
+    """Featurize, predict and append one chunk's rows (and its refused inputs)."""
+    graphs, good_ids, errors = _graphs_of(featurize, items, ids, on_error)
+    rows = []
+    if graphs is not None:
+        unseen = net.unseen_elements(graphs)
+        keep = np.array([not (strict and symbols) for symbols in unseen])
+        errors += [(i, "elements absent from the model's training data: " + ", ".join(s))
+                   for i, s, k in zip(good_ids, unseen, keep) if not k]
+        if keep.any():
+            graphs = graphs[np.flatnonzero(keep)]
+            good_ids = [i for i, k in zip(good_ids, keep) if k]
+            unseen = [s for s, k in zip(unseen, keep) if k]
+            if classifier:
+                values = net.predict_proba(graphs)
+                labels = [[label] for label in net.classes_[values.argmax(axis=1)]]
+            else:
+                found = net.predict(graphs, return_std=True) if spread else (net.predict(graphs),)
+                if half_width is not None:
+                    found = (*found, found[0] - half_width * found[1], found[0] + half_width * found[1])
+                values = np.hstack([np.asarray(v).reshape(len(good_ids), -1) for v in found])
+                labels = [[]] * len(good_ids)
+            rows += [[ident, *label, *value.tolist(), " ".join(symbols)]
+                     for ident, label, value, symbols in zip(good_ids, labels, values, unseen)]
+            counts["unseen"] += sum(bool(s) for s in unseen)
+    if rows:
+        _append(partial, rows, header)
+        counts["written"] += len(rows)
+    if errors:
+        _append(errors_file, [list(e) for e in errors], ["id", "error"])
+        counts["refused"] += len(errors)
+
+
+def _fingerprint(model) -> str:
+    """A digest of what a model computes: every network's weights and its target scaling or classes."""
+    from sklearn.pipeline import Pipeline
+
+    net = model[-1] if isinstance(model, Pipeline) else model
+    digest = hashlib.sha256()
+    for member in getattr(net, "estimators_", [net]):
+        for name, tensor in member.module_.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().float().numpy().tobytes())
+        for name in ("y_mean_", "y_scale_", "classes_"):
+            digest.update(repr(np.asarray(getattr(member, name, [])).tolist()).encode())
+    return digest.hexdigest()
+
+
+def _check_continues(record_file: Path, what: dict, partial: Path) -> None:
+    """Refuse to resume rows written by another model, from other inputs or with other options."""
+    try:
+        before = json.loads(record_file.read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"{partial}: nothing records which model and inputs wrote it, so it cannot be continued "
+                         "safely; pass --force to start over") from None
+    changed = [key for key in ("model", "inputs", "options") if before.get(key) != what[key]]
+    if changed:
+        raise ValueError(f"{partial} was written with other {' and '.join(changed)}; resuming would mix two runs' "
+                         "rows: give the same ones, or pass --force to start over")
+
+
+@contextmanager
+def _claimed(lock: Path):
+    """One writer per output: a lock file naming its process; a dead process's lock on this machine is taken over."""
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    while True:
+        try:
+            with open(lock, "x") as handle:
+                handle.write(me)
+            break
+        except FileExistsError:
+            host, _, pid = lock.read_text().rpartition(":")
+            if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
+                lock.unlink(missing_ok=True)
+                continue
+            raise ValueError(f"{lock.name.removesuffix('.lock')} is being written by process {pid} on {host}; "
+                             f"wait for it, or remove {lock} if that process no longer runs") from None
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

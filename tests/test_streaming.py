@@ -129,3 +129,69 @@ def test_an_ase_database_is_read_row_by_row_with_ids_from_a_key(tmp_path, setup)
     (tmp_path / "broken.db").write_text("not a database")
     with pytest.raises(ValueError, match="broken.db: not a readable ASE database"):
         list(iter_inputs([tmp_path / "broken.db"]))
+
+
+def _interrupted(monkeypatch, after: int):
+    """Make predict_to_csv stop as on Ctrl-C once ``after`` chunks are written."""
+    from skcgcnn import streaming
+
+    original, calls = streaming._predict_chunk, []
+
+    def chunk(*args):
+        if len(calls) == after:
+            raise KeyboardInterrupt
+        calls.append(1)
+        original(*args)
+
+    monkeypatch.setattr(streaming, "_predict_chunk", chunk)
+    return lambda: monkeypatch.setattr(streaming, "_predict_chunk", original)
+
+
+def test_a_resume_continues_only_what_it_started_and_keeps_repeated_and_na_like_ids(tmp_path, setup, monkeypatch):
+    reg, _, _, X = setup
+    ids = ["NA", "null", "", "nan"] + [f"c{i % 30}" for i in range(56)]  # 26 ids twice
+    table = pd.DataFrame({"id": ids, "cif": [s.to(fmt="cif") for s in X[:60]]})
+    table.to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "out.csv"
+    restore = _interrupted(monkeypatch, after=2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_csv(reg, [tmp_path / "in.csv"], out, chunk_size=16, report=lambda *a: None)
+    restore()
+    other = CGCNNRegressor(max_epochs=1, batch_size=16, atom_fea_len=16, h_fea_len=16, random_state=1)
+    other.fit(X, reg.predict(X))
+    with pytest.raises(ValueError, match="was written with other model; resuming would mix"):
+        predict_to_csv(other, [tmp_path / "in.csv"], out, chunk_size=16, resume=True, report=lambda *a: None)
+    table.iloc[:40].to_csv(tmp_path / "fewer.csv", index=False)
+    with pytest.raises(ValueError, match="was written with other inputs"):
+        predict_to_csv(reg, [tmp_path / "fewer.csv"], out, chunk_size=16, resume=True, report=lambda *a: None)
+    with pytest.warns(UserWarning, match="26 ids appear more than once"):
+        predict_to_csv(reg, [tmp_path / "in.csv"], out, chunk_size=16, resume=True, report=lambda *a: None)
+    written = pd.read_csv(out, keep_default_na=False, dtype={"id": str})
+    assert list(written.id) == ids
+    np.testing.assert_allclose(written.prediction, reg.predict(X[:60]), rtol=1e-5)
+
+
+def test_one_writer_per_output_and_no_input_is_overwritten(tmp_path, setup):
+    reg, _, folder, _ = setup
+    out = tmp_path / "out.csv"
+    (tmp_path / "out.csv.lock").write_text(f"{__import__('socket').gethostname()}:{__import__('os').getpid()}")
+    with pytest.raises(ValueError, match="out.csv is being written by process"):
+        predict_to_csv(reg, [folder], out, report=lambda *a: None)
+    (tmp_path / "out.csv.lock").unlink()
+    pd.DataFrame({"id": ["a"], "cif": ["x"]}).to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(ValueError, match="in.csv is one of the inputs"):
+        predict_to_csv(reg, [tmp_path / "in.csv"], tmp_path / "in.csv", force=True, report=lambda *a: None)
+    assert pd.read_csv(tmp_path / "in.csv").id.tolist() == ["a"]
+
+
+def test_an_sqlite_file_that_is_not_an_ase_database_is_refused_unchanged(tmp_path, setup):
+    import sqlite3
+
+    reg = setup[0]
+    db = tmp_path / "mine.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE samples (name TEXT)")
+    before = db.read_bytes()
+    with pytest.raises(ValueError, match="not an ASE database .*it was not changed"):
+        predict_to_csv(reg, [db], tmp_path / "out.csv", report=lambda *a: None)
+    assert db.read_bytes() == before
