@@ -34,7 +34,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Everything a run writes into its folder (and its checkpoint folder); --force removes these and nothing else.
 _RUN_FILES = {"run.json", "log.txt", "split.csv", "duplicates.csv", "test_predictions.csv", "parity.png", "roc.png",
               "learning_curve.png", "model" + MODEL_SUFFIX, "model.joblib", "best" + MODEL_SUFFIX}
-_CHECKPOINT_FILES = {"params.pt", "optimizer.pt", "history.json", "best_params.pt"}
+#: The file naming the epoch and the digests of a run's last checkpoint, written after its other files.
+MANIFEST = "checkpoint.json"
+_CHECKPOINT_FILES = {"params.pt", "optimizer.pt", "history.json", "best_params.pt", MANIFEST}
 _TEMPORARY = re.compile(r"^\..+\.\d+\.tmp$")
 
 
@@ -198,6 +200,32 @@ class RunFolder:
         with atomic_path(self.path / self.RECORD) as tmp:
             tmp.write_text(json.dumps(self.record, indent=2, default=str) + "\n")
 
+    def check_checkpoint(self) -> None:
+        """Refuse a checkpoint whose files are missing, damaged or of different epochs (no checkpoint is fine).
+
+        Raises
+        ------
+        ValueError
+            In one line, naming the file, rather than resuming from random weights or from a mix of two epochs.
+        """
+        folder = self.checkpoint_dir
+        present = [name for name in ("params.pt", "optimizer.pt", "history.json") if (folder / name).exists()]
+        if not present and not (folder / MANIFEST).exists():
+            return
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+            files = manifest["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"{folder}: the checkpoint has no readable {MANIFEST}, so its files cannot be checked; "
+                             "start the run again, or resume a run of an older skcgcnn with that version") from None
+        for name, digest in files.items():
+            if not (folder / name).is_file():
+                raise ValueError(f"{folder / name} is missing; the checkpoint cannot be resumed")
+            if _digest(folder / name) != digest:
+                raise ValueError(f"{folder / name} is not the file of the checkpoint of epoch {manifest.get('epoch')} "
+                                 "(the run was stopped while saving it, or it was changed); the checkpoint cannot be "
+                                 "resumed")
+
     def epochs_done(self) -> int:
         """Epochs in the last checkpoint (0 if there is none)."""
         history = self.checkpoint_dir / "history.json"
@@ -210,11 +238,44 @@ class RunFolder:
 
 
 class AtomicCheckpoint(Checkpoint):
-    """skorch's :class:`~skorch.callbacks.Checkpoint` whose files are replaced whole.
+    """skorch's :class:`~skorch.callbacks.Checkpoint` whose files are replaced whole, and checked as one.
 
     A process killed while saving leaves the previous files intact, and a file
-    that cannot be written gives a warning instead of skorch's silence.
+    that cannot be written gives a warning instead of skorch's silence. With
+    ``manifest``, a file of that name in ``dirname`` is written last, naming
+    the epoch and a digest of each file: a checkpoint whose files are not all
+    of one epoch (a kill between two of them) is told from a whole one by
+    :meth:`RunFolder.check_checkpoint`.
+
+    Parameters
+    ----------
+    manifest : str, default=None
+        The manifest's file name (``None``: none is written).
+    **kwargs
+        skorch's :class:`~skorch.callbacks.Checkpoint` parameters.
     """
+
+    def __init__(self, manifest: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.manifest = manifest
+
+    def save_model(self, net):
+        # Ctrl-C and SIGTERM wait until the checkpoint is whole: they arrive as soon as it is.
+        held = {signal.SIGINT, signal.SIGTERM}
+        blocked = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            super().save_model(net)
+            if self.manifest is not None:
+                folder = Path(self.dirname)
+                names = [f for f in (self.f_params, self.f_optimizer, self.f_criterion, self.f_history) if f]
+                with atomic_path(folder / self.manifest) as tmp:
+                    tmp.write_text(json.dumps({"epoch": len(net.history),
+                                               "files": {name: _digest(folder / name) for name in names}}))
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
     def _save_params(self, f, net, f_name, log_name):
         try:
@@ -288,6 +349,12 @@ class SaveBestModel(Callback):
             save_model(Pipeline([("graph", self.transformer), ("cgcnn", net)]), self.path, force=True)
 
 
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def check_run_options(has_val: bool, lr_schedule: str, patience: int | None) -> None:
     """Refuse, before any long work, options that watch a validation score when there is none."""
     if not has_val and (patience or lr_schedule == "plateau"):
@@ -330,7 +397,7 @@ def run_callbacks(run: RunFolder, transformer, X_val, y_val, classification: boo
     check_run_options(has_val, lr_schedule, patience)
     last = AtomicCheckpoint(monitor=None, dirname=str(run.checkpoint_dir), f_params="params.pt",
                             f_optimizer="optimizer.pt", f_criterion=None, f_history="history.json",
-                            event_name=None)
+                            event_name=None, manifest=MANIFEST)
     callbacks = [("resume", LoadInitState(last))]
     if has_val:
         callbacks.append(("held_out", HeldOutScore(X_val, y_val, restore_best=False)))

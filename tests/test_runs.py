@@ -272,3 +272,23 @@ def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+def test_a_torn_or_damaged_checkpoint_is_refused_not_resumed(tmp_path, data, monkeypatch, capsys):
+    callbacks = fit_command.run_callbacks
+    monkeypatch.setattr(fit_command, "run_callbacks",
+                        lambda *a, **k: [*callbacks(*a, **k), ("signal", _SignalAt(2, signal.SIGINT))])
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--epochs", "5", *SMALL, "-o", str(run)]) == 130
+    monkeypatch.setattr(fit_command, "run_callbacks", callbacks)
+    params = run / "checkpoint" / "params.pt"
+    whole = params.read_bytes()
+    params.write_bytes(whole[:-1] + bytes([whole[-1] ^ 1]))  # as if saved at another epoch
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(run)]) == 2
+    assert "params.pt is not the file of the checkpoint of epoch 2" in capsys.readouterr().err
+    params.unlink()
+    assert main(["fit", "--resume", str(run)]) == 2
+    assert "params.pt is missing; the checkpoint cannot be resumed" in capsys.readouterr().err
+    params.write_bytes(whole)
+    assert main(["fit", "--resume", str(run)]) == 0

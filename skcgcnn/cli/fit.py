@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                              "(and --n-jobs)")
         folder = RunFolder.open(args.resume)
         folder.check_not_running("resuming")
+        folder.check_checkpoint()
         if folder.record.get("status") == "complete":
             raise ValueError(f"{folder.path}: the run is complete; there is nothing to resume")
         n_jobs = args.n_jobs
