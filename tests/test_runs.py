@@ -292,3 +292,22 @@ def test_a_torn_or_damaged_checkpoint_is_refused_not_resumed(tmp_path, data, mon
     assert "params.pt is missing; the checkpoint cannot be resumed" in capsys.readouterr().err
     params.write_bytes(whole)
     assert main(["fit", "--resume", str(run)]) == 0
+
+
+def test_a_resume_refuses_other_options_and_changed_structures(tmp_path, crystals, monkeypatch, capsys):
+    structures, y = crystals
+    data = write_original_layout(tmp_path / "data", structures[:30], y[:30])
+    callbacks = fit_command.run_callbacks
+    monkeypatch.setattr(fit_command, "run_callbacks",
+                        lambda *a, **k: [*callbacks(*a, **k), ("signal", _SignalAt(2, signal.SIGINT))])
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--epochs", "5", *SMALL, "-o", str(run)]) == 130
+    monkeypatch.setattr(fit_command, "run_callbacks", callbacks)
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(run), "--epochs", "50", "--lr", "0.1"]) == 2
+    assert "--epochs, --lr would be ignored" in capsys.readouterr().err
+    bigger = structures[3].copy()
+    bigger.scale_lattice(3 * bigger.volume)
+    bigger.to(filename=str(data / "mp-3.cif"))
+    assert main(["fit", "--resume", str(run)]) == 2
+    assert "the structures changed since the run" in capsys.readouterr().err

@@ -63,6 +63,13 @@ def add_parser(sub) -> None:
                                                         "with the arguments it was started with")
     fit.add_argument("--force", action="store_true", help="replace an existing run folder")
     fit.set_defaults(func=run)
+    _DEFAULTS.update({action.dest: action.default for action in fit._actions})
+
+
+# The defaults of fit's options: what --resume tells a given option from (it keeps the run's own).
+_DEFAULTS: dict = {}
+# What --resume may be given besides the run folder.
+_RESUME_OPTIONS = {"resume", "n_jobs", "func", "argv", "received_signals", "help"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import RunFolder, Tee
 
     if args.resume:
-        if args.data is not None:
-            raise ValueError("--resume continues a run with its recorded arguments: give only the run folder "
-                             "(and --n-jobs)")
+        given = sorted("DATA" if name == "data" else f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                       if name not in _RESUME_OPTIONS and name in _DEFAULTS and value != _DEFAULTS[name])
+        if given:
+            raise ValueError(f"--resume continues a run with its recorded arguments: give only the run folder "
+                             f"(and --n-jobs); {', '.join(given)} would be ignored")
         folder = RunFolder.open(args.resume)
         folder.check_not_running("resuming")
         folder.check_checkpoint()
@@ -131,6 +140,14 @@ def _fingerprint(ids, y) -> str:
     return hashlib.sha256(json.dumps([list(ids), np.asarray(y).tolist()]).encode()).hexdigest()
 
 
+def _graphs_fingerprint(graphs) -> str:
+    """A digest of the crystal graphs: what the structures are, not only their ids and targets."""
+    digest = hashlib.sha256()
+    for name in graphs.ARRAYS:
+        digest.update(np.ascontiguousarray(getattr(graphs, name)).tobytes())
+    return digest.hexdigest()
+
+
 def _split_indices(args, sets, n, stratify):
     from ..splits import train_val_test_split
 
@@ -157,7 +174,8 @@ def _fit_run(args, folder) -> int:
     classification = is_classification(args, y)
     y = as_labels(y) if classification else y
     fingerprint = _fingerprint(ids, y)
-    if args.resume and folder.record.get("data", {}).get("fingerprint") != fingerprint:
+    recorded = dict(folder.record.get("data", {}))
+    if args.resume and recorded.get("fingerprint") != fingerprint:
         raise ValueError(f"{args.data}: the data changed since the run in {folder.path} started; resuming would mix "
                          "two data sets")
     train, val, test = _split_indices(args, sets, len(ids), np.asarray(y) if classification else None)
@@ -177,6 +195,11 @@ def _fit_run(args, folder) -> int:
                                           tie_tol=args.tie_tol, n_jobs=args.n_jobs, verbose=1)
     graphs = transformer.transform(X)
     transformer.set_params(verbose=0)
+    content = _graphs_fingerprint(graphs)
+    if args.resume and recorded.get("graphs") not in (None, content):
+        raise ValueError(f"{args.data}: the structures changed since the run in {folder.path} started (same ids and "
+                         "targets, other crystal graphs); resuming would mix two data sets")
+    folder.update(data={**folder.record.get("data", {}), "graphs": content})
     if args.duplicates != "skip":
         train, val, test = _check_duplicates(args, folder, X, graphs, ids, train, val, test)
     net = network(args, classification)
