@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "publish", "remove_stale_temporaries", "process_alive", "MODEL_SUFFIX"]
+__all__ = ["atomic_path", "publish", "remove_stale_temporaries", "process_alive", "temporary_path", "MODEL_SUFFIX"]
 
 #: The file name suffix of skcgcnn model files (:mod:`skcgcnn.persistence`).
 MODEL_SUFFIX = ".skcgcnn"
 
+# This machine in temporary names, so that a folder shared between machines is cleaned by each of its own only.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
-def _temporary(path: Path, pid: int) -> Path:
-    return path.with_name(f".{path.name}.{pid}.tmp")
+
+def temporary_path(path) -> Path:
+    """Where this process writes ``path`` before putting it in place: ``.NAME.PID-HOST.tmp`` beside it.
+
+    Examples
+    --------
+    >>> temporary_path("/data/model.skcgcnn").name.startswith(f".model.skcgcnn.{os.getpid()}-")
+    True
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{_HOST}.tmp")
 
 
 @contextmanager
@@ -49,7 +63,7 @@ def atomic_path(path, overwrite: bool = True):
     ('id,prediction\\n', ['table.csv'])
     """
     path = Path(path)
-    tmp = _temporary(path, os.getpid())
+    tmp = temporary_path(path)
     try:
         yield tmp
         publish(tmp, path, overwrite)
@@ -93,7 +107,9 @@ def remove_stale_temporaries(folder) -> list[Path]:
     """Remove the temporary files of :func:`atomic_path` left in ``folder`` by processes that no longer run.
 
     A process killed without warning (``kill -9``, a crash) cannot clean up
-    after itself; the next one writing into the same folder does.
+    after itself; the next one writing into the same folder does. Only this
+    machine's temporaries are considered: a process id of another machine
+    (a folder on a shared disk) says nothing here.
 
     Returns
     -------
@@ -102,9 +118,14 @@ def remove_stale_temporaries(folder) -> list[Path]:
     """
     removed = []
     for tmp in Path(folder).glob(".*.*.tmp"):
-        pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not process_alive(int(pid)) and tmp.is_file():
-            tmp.unlink(missing_ok=True)
+        pid, _, host = tmp.name.rsplit(".", 2)[-2].partition("-")
+        if host not in ("", _HOST):
+            continue
+        if pid.isdigit() and not process_alive(int(pid)):
+            if tmp.is_dir():  # a folder of crystal graphs being saved
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .elements import AtomFeatures
+from .files import remove_stale_temporaries, temporary_path
 from .graphs import CrystalGraphs, GraphSettings
 
 __all__ = ["save_graphs", "load_graphs", "iter_graphs", "GRAPHS_FORMAT", "GRAPHS_FORMAT_VERSION"]
@@ -75,7 +76,8 @@ def save_graphs(graphs, path, force: bool = False) -> Path:
             raise ValueError(f"{path} exists; pass force=True to replace it")
         if not (path / "format.json").is_file():
             raise ValueError(f"{path} exists and is not a folder of crystal graphs; it is left as it is")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    remove_stale_temporaries(path.parent)  # what a killed save left
+    tmp = temporary_path(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

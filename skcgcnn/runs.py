@@ -37,7 +37,7 @@ _RUN_FILES = {"run.json", "log.txt", "split.csv", "duplicates.csv", "test_predic
 #: The file naming the epoch and the digests of a run's last checkpoint, written after its other files.
 MANIFEST = "checkpoint.json"
 _CHECKPOINT_FILES = {"params.pt", "optimizer.pt", "history.json", "best_params.pt", MANIFEST}
-_TEMPORARY = re.compile(r"^\..+\.\d+\.tmp$")
+_TEMPORARY = re.compile(r"^\..+\.\d+(-[0-9a-f]+)?\.tmp$")
 
 
 def _now() -> str:

@@ -311,3 +311,19 @@ def test_a_resume_refuses_other_options_and_changed_structures(tmp_path, crystal
     bigger.to(filename=str(data / "mp-3.cif"))
     assert main(["fit", "--resume", str(run)]) == 2
     assert "the structures changed since the run" in capsys.readouterr().err
+
+
+def test_only_this_machines_temporaries_of_dead_processes_are_removed(tmp_path):
+    from skcgcnn.files import temporary_path
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    mine = temporary_path(tmp_path / "a.csv")
+    stale = mine.with_name(mine.name.replace(f".{os.getpid()}-", f".{dead.pid}-"))
+    elsewhere = tmp_path / f".a.csv.{dead.pid}-00000000.tmp"
+    folder = tmp_path / f".g.graphs.{dead.pid}-{stale.name.rsplit('-', 1)[1].removesuffix('.tmp')}.tmp"
+    folder.mkdir()
+    for path in (mine, stale, elsewhere):
+        path.write_text("half")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stale, folder])
+    assert mine.exists() and elsewhere.exists()

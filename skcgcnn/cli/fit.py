@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._text import count
-from ..files import MODEL_SUFFIX, atomic_path
+from ..files import MODEL_SUFFIX, atomic_path, remove_stale_temporaries
 from ..runs import run_callbacks
 from ._common import (add_data_options, add_model_options, as_labels, is_classification, load_training_data,
                       network, save, write_table)
@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
                              f"(and --n-jobs); {', '.join(given)} would be ignored")
         folder = RunFolder.open(args.resume)
         folder.check_not_running("resuming")
+        for place in (folder.path, folder.checkpoint_dir):
+            if place.is_dir():
+                remove_stale_temporaries(place)  # what the interrupted run left half-written
         folder.check_checkpoint()
         if folder.record.get("status") == "complete":
             raise ValueError(f"{folder.path}: the run is complete; there is nothing to resume")
