@@ -49,7 +49,9 @@ def test_a_fit_run_folder_holds_what_reproduces_and_audits_it(tmp_path, data, cr
     split = pd.read_csv(run / "split.csv")
     assert split.set.value_counts().to_dict() == {"train": 48, "val": 6, "test": 6}
     tested = pd.read_csv(run / "test_predictions.csv")
-    assert list(tested.columns) == ["id", "target", "prediction"]
+    assert list(tested.columns) == ["id", "target", "prediction", "error"]
+    np.testing.assert_allclose(tested.error, tested.prediction - tested.target, atol=1e-9)
+    assert record["atom_features_used"] == "cgcnn" and 1 <= record["best_epoch"] <= 3 and record["training_s"] > 0
     assert sorted(tested.id) == sorted(split.id[split.set == "test"])
     structures, y = crystals
     rows = [int(i.split("-")[1]) for i in tested.id]
@@ -228,6 +230,8 @@ def test_duplicates_across_the_split_are_reported_and_can_be_dropped(tmp_path, c
     captured = capsys.readouterr()
     assert "duplicates: 10 crystals appear more than once (20 entries" in captured.out
     listed = pd.read_csv(tmp_path / "a" / "duplicates.csv")
+    same = listed.groupby("group").agg({"formula": "nunique", "target": "nunique"})
+    assert (same == 1).all().all()
     assert len(listed) == 20 and listed.groupby("group").id.apply(lambda ids: sorted(i.split("-")[1] for i in ids)
                                                                   ).map(lambda pair: pair[0] == pair[1]).all()
     across = json.loads((tmp_path / "a" / "run.json").read_text())["duplicates"]["pairs_across_split"]

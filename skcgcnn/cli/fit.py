@@ -204,7 +204,7 @@ def _fit_run(args, folder) -> int:
                          "targets, other crystal graphs); resuming would mix two data sets")
     folder.update(data={**folder.record.get("data", {}), "graphs": content})
     if args.duplicates != "skip":
-        train, val, test = _check_duplicates(args, folder, X, graphs, ids, train, val, test)
+        train, val, test = _check_duplicates(args, folder, X, graphs, ids, y, train, val, test)
     net = network(args, classification)
     callbacks = run_callbacks(folder, transformer, graphs[val], y[val], classification, args.epochs,
                               lr_schedule=args.lr_schedule, lr_patience=args.lr_patience, patience=args.patience)
@@ -219,13 +219,15 @@ def _fit_run(args, folder) -> int:
     if net.interrupted_:
         signals = args.received_signals or [signal.SIGINT]
         done = folder.epochs_done()
-        folder.update(status="interrupted", epochs_done=done)
+        folder.update(status="interrupted", epochs_done=done,
+                      training_s_before=folder.record.get("training_s_before", 0.0) + time.perf_counter() - start)
         best = folder / ("best" + MODEL_SUFFIX)
         print(f"skcgcnn: interrupted; the checkpoint of epoch {done} of {args.epochs} is in {folder.checkpoint_dir}"
               + (f", the best model so far in {best}" if best.is_file() else "")
               + f". Continue with: skcgcnn fit --resume {folder.path}", file=sys.stderr)
         return exit_status(signals[-1])
-    print(f"training took {time.perf_counter() - start:.1f} s")
+    train_s = time.perf_counter() - start
+    print(f"training took {train_s:.1f} s")
     report = {"validation": held_out_scores(net, graphs[val], y[val], y[train]),
               "test": held_out_scores(net, graphs[test], y[test], y[train])}
     print(json.dumps(report, indent=2))
@@ -237,12 +239,16 @@ def _fit_run(args, folder) -> int:
         written.append(_write_test_predictions(folder / "test_predictions.csv", net, graphs[test], y[test],
                                                [ids[i] for i in test], classification))
         written += _figures(folder, net, graphs[test], y[test], classification)
-    folder.update(status="complete", epochs_done=len(net.history), metrics=report)
+    scores = net.history[:, "held_out_score"] if len(val) else []
+    folder.update(status="complete", epochs_done=len(net.history), metrics=report,
+                  atom_features_used=str(atom_features),
+                  best_epoch=int(np.argmax(scores)) + 1 if len(scores) else None,
+                  training_s=round(train_s + folder.record.get("training_s_before", 0.0), 1))
     print("written: " + ", ".join(str(p) for p in written))
     return 0
 
 
-def _check_duplicates(args, folder, X, graphs, ids, train, val, test):
+def _check_duplicates(args, folder, X, graphs, ids, y, train, val, test):
     """Report crystals that appear more than once, and those across the split; drop copies if asked."""
     from ..leakage import copies_to_drop, find_duplicates, leaks_across
     from ..splits import set_column
@@ -251,9 +257,12 @@ def _check_duplicates(args, folder, X, graphs, ids, train, val, test):
     groups = find_duplicates(X, graphs=graphs, n_jobs=args.n_jobs)
     sets = set_column(len(ids), train, val, test)
     leaks = leaks_across(groups, sets)
+    members = [i for g in groups for i in g]
     write_table(folder / "duplicates.csv", {
         "group": np.repeat(np.arange(len(groups)), [len(g) for g in groups]).astype(int),
-        "id": [ids[i] for g in groups for i in g], "set": [sets[i] for g in groups for i in g]})
+        "id": [ids[i] for i in members], "set": [sets[i] for i in members],
+        "formula": [_formula(graphs[i]) for i in members],
+        "target": [y[i].tolist() if np.ndim(y[i]) else y[i] for i in members]})
     dropped = copies_to_drop(groups, sets) if args.duplicates == "drop" else []
     entries = sum(len(g) for g in groups)
     print(f"duplicates: {count(len(groups), 'crystal appears', 'crystals appear')} more than once "
@@ -277,6 +286,14 @@ def _check_duplicates(args, folder, X, graphs, ids, train, val, test):
     return train, val, test
 
 
+def _formula(graph) -> str:
+    """The reduced formula of one crystal graph."""
+    from pymatgen.core import Composition, Element
+
+    counts = np.bincount(graph.atomic_numbers)
+    return Composition({Element.from_Z(int(z)): int(n) for z, n in enumerate(counts) if n}).reduced_formula
+
+
 def _write_test_predictions(path, net, graphs, y, ids, classification) -> Path:
     columns = {"id": ids}
     if classification:
@@ -286,10 +303,11 @@ def _write_test_predictions(path, net, graphs, y, ids, classification) -> Path:
     else:
         pred = net.predict(graphs)
         if pred.ndim == 1:
-            columns.update(target=y, prediction=pred)
+            columns.update(target=y, prediction=pred, error=pred - y)
         else:
             for k in range(pred.shape[1]):
-                columns.update({f"target_{k}": y[:, k], f"prediction_{k}": pred[:, k]})
+                columns.update({f"target_{k}": y[:, k], f"prediction_{k}": pred[:, k],
+                                f"error_{k}": pred[:, k] - y[:, k]})
     return write_table(path, columns)
 
 
