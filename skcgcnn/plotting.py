@@ -29,7 +29,7 @@ def _plain_log_ticks(axis) -> None:
 
 
 def plot_parity(y_true, y_pred, ax=None, bins: int = 100, unit: str = "", label: str = "CGCNN",
-                max_points: int = 2000):
+                max_points: int = 2000, quantity: str = "", ids=None, n_labelled: int = 3, flagged=None):
     """Predicted against reference values with the diagonal, MAE, R² and count (paper Fig. 2c).
 
     Up to ``max_points`` crystals are drawn one by one; more as a 2-D
@@ -49,6 +49,13 @@ def plot_parity(y_true, y_pred, ax=None, bins: int = 100, unit: str = "", label:
         Legend entry of the predictions.
     max_points : int, default=2000
         Above this many crystals, the histogram is drawn.
+    quantity : str, default=""
+        What the values are, e.g. ``"formation energy"``, named on both axes.
+    ids : sequence of str, default=None
+        The crystals' ids: the ``n_labelled`` worst predicted are labelled with theirs.
+    n_labelled : int, default=3
+    flagged : array-like of bool, default=None
+        Crystals drawn apart (open red circles), such as those holding elements the model never saw in training.
 
     Returns
     -------
@@ -91,13 +98,22 @@ def plot_parity(y_true, y_pred, ax=None, bins: int = 100, unit: str = "", label:
     r2 = 1 - np.sum((y_true - y_pred) ** 2) / spread if spread > 0 else float("nan")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(edges[0], edges[-1])
-    ax.set_xlabel(f"reference{f' ({unit})' if unit else ''}")
-    ax.set_ylabel(f"predicted{f' ({unit})' if unit else ''}")
+    what = f" {quantity}" if quantity else ""
+    ax.set_xlabel(f"reference{what}{f' ({unit})' if unit else ''}")
+    ax.set_ylabel(f"predicted{what}{f' ({unit})' if unit else ''}")
     ax.set_aspect("equal")
+    handles = [handle, diagonal]
+    if flagged is not None and np.any(flagged):
+        flagged = np.asarray(flagged, dtype=bool)
+        handles.append(ax.scatter(y_true[flagged], y_pred[flagged], s=40, facecolors="none", edgecolors="C3",
+                                  label="elements unseen in training"))
+    if ids is not None and n_labelled:
+        for k in np.argsort(-np.abs(y_true - y_pred))[:n_labelled]:
+            ax.annotate(str(ids[k]), (y_true[k], y_pred[k]), xytext=(4, 4), textcoords="offset points", fontsize=8)
     # An outlier is what a reader looks for: the box goes where it hides no crystal ("best" sees points, not
     # histogram bins, so next to a histogram it goes below the axes).
     place = {"loc": "best"} if len(y_true) <= max_points else {"loc": "upper center", "bbox_to_anchor": (0.5, -0.13)}
-    legend = ax.legend(handles=[handle, diagonal], title=f"MAE = {mae:.3g}{suffix}\nR² = {r2:.3f}\nn = {len(y_true)}",
+    legend = ax.legend(handles=handles, title=f"MAE = {mae:.3g}{suffix}\nR² = {r2:.3f}\nn = {len(y_true)}",
                        framealpha=0.9, **place)
     legend.get_title().set_multialignment("left")
     return ax
@@ -229,28 +245,37 @@ def plot_learning_curve(
 
 
 def plot_training_history(history, ax=None, score: str = "held_out_score", error_label: str = "validation MAE",
-                          unit: str = ""):
-    """Training loss and held-out error per epoch, the record of one fit.
+                          unit: str = "", loss_label: str = "training loss"):
+    """Training loss and held-out error per epoch, the record of one fit, in two panels.
+
+    The loss (top, log scale) is what the optimizer minimises, in its own
+    units; the held-out error (bottom, linear, in the target's units) is what
+    a user reads. Each has its own panel so that neither scale suggests a
+    relation between the two curves' heights.
 
     Parameters
     ----------
     history : skorch History or list of dict
         ``net.history``, or the ``history.json`` of a run folder read back.
     ax : matplotlib Axes, default=None
+        Where to draw; with a score in the history its place is split into
+        the loss panel and the error panel below it.
     score : str, default="held_out_score"
         History key of a greater-is-better score (as
         :class:`~skcgcnn.callbacks.HeldOutScore` records); its negative, an
-        error, is drawn on a second axis when present.
+        error, is drawn in the second panel when present.
     error_label : str, default="validation MAE"
         Name of that error (``"validation log-loss"`` for a classifier's
         default score).
     unit : str, default=""
         Unit of that error, e.g. ``"eV/atom"``.
+    loss_label : str, default="training loss"
+        Name of the loss, e.g. ``"training loss (MSE of standardised targets)"``.
 
     Returns
     -------
     matplotlib Axes
-        The axes of the training loss (the error's axes is its twin).
+        The loss panel (the error panel is ``ax.figure.axes[-1]``).
 
     Examples
     --------
@@ -265,21 +290,29 @@ def plot_training_history(history, ax=None, score: str = "held_out_score", error
     rows = list(history)
     epochs = [row["epoch"] for row in rows]
     ax = _axes(ax)
-    ax.plot(epochs, [row["train_loss"] for row in rows], color="C0", label="training loss")
+    scored = bool(rows) and all(score in row for row in rows)
+    if scored:
+        # The given axes' place is split in two panels sharing the epochs.
+        figure, place = ax.figure, ax.get_subplotspec().subgridspec(2, 1, hspace=0.1)
+        ax.remove()
+        ax = figure.add_subplot(place[0])
+        below = figure.add_subplot(place[1], sharex=ax)
+        ax.tick_params(labelbottom=False)
+    ax.plot(epochs, [row["train_loss"] for row in rows], color="C0", label=loss_label)
     ax.set_yscale("log")
     _plain_log_ticks(ax.yaxis)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
-    handles = ax.get_lines()
-    if all(score in row for row in rows):
-        right = ax.twinx()
+    ax.set_ylabel(loss_label)
+    ax.set_xlabel("" if scored else "epoch")
+    if scored:
         errors = -np.array([row[score] for row in rows])
-        handles += right.plot(epochs, errors, color="C1", label=error_label)
+        below.plot(epochs, errors, color="C1", label=error_label)
         best = int(np.argmin(errors))
-        handles += right.plot(epochs[best], errors[best], "o", color="C1", mfc="none", ms=9,
-                              label=f"best epoch ({epochs[best]})")
-        right.set_ylabel(f"{error_label}{f' ({unit})' if unit else ''}")
-    ax.legend(handles=handles, loc="upper right")
+        below.plot(epochs[best], errors[best], "o", color="C1", mfc="none", ms=9,
+                   label=f"best epoch ({epochs[best]}: {errors[best]:.3g}{f' {unit}' if unit else ''})")
+        below.set_ylabel(f"{error_label}{f' ({unit})' if unit else ''}")
+        below.set_xlabel("epoch")
+        below.legend(loc="upper right")
+        figure.align_ylabels([ax, below])
     return ax
 
 

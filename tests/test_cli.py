@@ -30,8 +30,10 @@ def test_fit_then_predict_on_the_original_layout(tmp_path, original_layout, caps
     assert main(["fit", str(original_layout), "-o", str(run), *TRAIN]) == 0
     out = capsys.readouterr().out
     assert "40 crystals: 32 for training, 4 for validation, 4 for testing" in out
-    metrics = json.loads(out[out.index("{"): out.rindex("}") + 1])
+    metrics = json.loads((run / "run.json").read_text())["metrics"]
     assert set(metrics["test"]) == {"mae", "r2", "mae_of_the_training_mean"} and metrics["test"]["mae"] > 0
+    summary = next(line for line in out.splitlines() if line.startswith("test "))
+    assert f"{metrics['test']['mae']:.4g}" in summary.split()
     model = run / "model.skcgcnn"
     assert model.is_file() and (run / "parity.png").is_file()
 

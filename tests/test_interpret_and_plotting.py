@@ -140,3 +140,14 @@ def test_a_calibration_curve_of_too_narrow_error_bars_lies_below_the_diagonal():
     expected, observed = ax.get_lines()[0].get_data()
     assert (observed[10:-1] < expected[10:-1]).all()
     plt.close("all")
+
+
+def test_the_parity_plot_names_the_quantity_labels_the_worst_crystals_and_marks_flagged_ones():
+    y = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    pred = np.array([0.1, 1.0, 3.5, 3.0, 4.2])
+    ax = plot_parity(y, pred, quantity="band gap", unit="eV", ids=["a", "b", "c", "d", "e"], n_labelled=2,
+                     flagged=[False, False, False, False, True])
+    assert ax.get_xlabel() == "reference band gap (eV)" and ax.get_ylabel() == "predicted band gap (eV)"
+    assert [text.get_text() for text in ax.texts] == ["c", "e"]
+    assert "elements unseen in training" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close("all")

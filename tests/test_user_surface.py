@@ -70,7 +70,7 @@ def test_fit_reports_errors_with_units_free_positive_columns_and_a_baseline(tmp_
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if "epoch" in line and "train_loss" in line)
     assert "val_mae" in header and "held_out_score" not in header
-    assert '"mae_of_the_training_mean"' in out
+    assert "MAE of the training mean" in out
 
 
 def test_wrong_target_is_refused_before_parsing_with_the_valid_range(tmp_path, crystals, capsys):
@@ -153,3 +153,15 @@ def test_a_warning_raised_every_epoch_is_a_single_line_of_the_output_and_the_log
     assert lines == ["warning: 1 of 4 inputs hold elements absent from the training data (Ne): their predictions "
                      "are extrapolations; unseen_elements(X) lists them per input"]
     assert lines[0] in (run / "log.txt").read_text()
+
+
+def test_the_target_name_and_unit_reach_the_summary_and_the_record(tmp_path, crystals, capsys):
+    import json
+
+    _, y = crystals
+    data = _layout(tmp_path / "d", crystals, y)
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "-o", str(run), *SMALL, "--target-name", "Ewald energy", "--unit", "eV/atom"]) == 0
+    out = capsys.readouterr().out
+    assert "MAE (eV/atom)" in next(line for line in out.splitlines() if line.lstrip().startswith("MAE"))
+    assert json.loads((run / "run.json").read_text())["target"] == {"name": "Ewald energy", "unit": "eV/atom"}

@@ -37,6 +37,10 @@ def add_parser(sub) -> None:
                      help="crystals that appear more than once (pymatgen's StructureMatcher): list them, above "
                           "all pairs across the split, in duplicates.csv; also drop all copies but one; or do not "
                           "look (default report)")
+    fit.add_argument("--target-name", default=None,
+                     help="what the target is, for figures and the summary (default: the CSV or matbench column; "
+                          "'target' for a folder)")
+    fit.add_argument("--unit", default="", help="the target's unit, e.g. eV/atom, for figures and the summary")
     fit.add_argument("--radius", type=float, default=8.0, help="neighbour search radius in Å")
     fit.add_argument("--max-num-nbr", type=int, default=12, help="neighbours kept per atom (the paper's M)")
     fit.add_argument("--step", type=float, default=0.2, help="spacing in Å of the Gaussians expanding distances")
@@ -230,7 +234,8 @@ def _fit_run(args, folder) -> int:
     print(f"training took {train_s:.1f} s")
     report = {"validation": held_out_scores(net, graphs[val], y[val], y[train]),
               "test": held_out_scores(net, graphs[test], y[test], y[train])}
-    print(json.dumps(report, indent=2))
+    name = args.target_name or (args.target if args.target and not Path(args.data).is_dir() else "target")
+    _print_summary(report, classification, args.unit)
     model = folder / ("model" + (".joblib" if args.format == "joblib" else MODEL_SUFFIX))
     save(Pipeline([("graph", transformer), ("cgcnn", net)]), model, force=True)
     (folder / ("best" + MODEL_SUFFIX)).unlink(missing_ok=True)  # the final model is the best epoch's
@@ -238,9 +243,11 @@ def _fit_run(args, folder) -> int:
     if len(test):
         written.append(_write_test_predictions(folder / "test_predictions.csv", net, graphs[test], y[test],
                                                [ids[i] for i in test], classification))
-        written += _figures(folder, net, graphs[test], y[test], classification)
+        written += _figures(folder, net, graphs[test], y[test], [ids[i] for i in test], classification, name,
+                            args.unit)
     scores = net.history[:, "held_out_score"] if len(val) else []
     folder.update(status="complete", epochs_done=len(net.history), metrics=report,
+                  target={"name": name, "unit": args.unit},
                   atom_features_used=str(atom_features),
                   best_epoch=int(np.argmax(scores)) + 1 if len(scores) else None,
                   training_s=round(train_s + folder.record.get("training_s_before", 0.0), 1))
@@ -311,7 +318,25 @@ def _write_test_predictions(path, net, graphs, y, ids, classification) -> Path:
     return write_table(path, columns)
 
 
-def _figures(folder, net, graphs, y, classification) -> list[Path]:
+_SCORES = {"mae": "MAE", "r2": "R²", "mae_of_the_training_mean": "MAE of the training mean", "accuracy": "accuracy",
+           "roc_auc": "ROC-AUC", "accuracy_of_the_majority_class": "accuracy of the majority class"}
+
+
+def _print_summary(report: dict, classification: bool, unit: str) -> None:
+    """The scores as a short table, rounded, with units (run.json keeps them in full)."""
+    sets = {name: scores for name, scores in report.items() if scores}
+    if not sets:
+        return
+    keys = list(next(iter(sets.values())))
+    header = ["", *(f"{_SCORES.get(k, k)} ({unit})" if unit and k.startswith("mae") else _SCORES.get(k, k)
+                    for k in keys)]
+    rows = [header] + [[name, *(f"{scores.get(k, float('nan')):.4g}" for k in keys)] for name, scores in sets.items()]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _figures(folder, net, graphs, y, ids, classification, name, unit) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,14 +353,18 @@ def _figures(folder, net, graphs, y, classification) -> list[Path]:
         written.append(folder / name)
 
     if not classification and np.ndim(y) == 1:
-        fig, ax = plt.subplots(figsize=(5.5, 5))
-        plot_parity(y, net.predict(graphs), ax=ax)
+        fig, ax = plt.subplots(figsize=(5.5, 5.5))
+        unseen = [bool(symbols) for symbols in net.unseen_elements(graphs)]
+        plot_parity(y, net.predict(graphs), ax=ax, quantity=name, unit=unit, ids=ids, flagged=unseen)
+        ax.set_title(f"test set: {len(y)} crystals the model never trained on", fontsize=10)
         save_figure(fig, "parity.png")
     elif classification and len(net.classes_) == 2:
         fig, ax = plt.subplots(figsize=(5, 5))
         plot_roc(y, net.predict_proba(graphs), pos_label=net.classes_[1], ax=ax)
         save_figure(fig, "roc.png")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plot_training_history(net.history, ax=ax, error_label="validation log-loss" if classification else "validation MAE")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    loss = "training loss\n(cross-entropy)" if classification else "training loss\n(standardised MSE)"
+    plot_training_history(net.history, ax=ax, error_label="validation log-loss" if classification else "validation MAE",
+                          unit="" if classification else unit, loss_label=loss)
     save_figure(fig, "learning_curve.png")
     return written
