@@ -85,6 +85,9 @@ def list_models(args: argparse.Namespace) -> int:
               for m in MODELS.values()])
     print("Released with the original CGCNN (Xie & Grossman, PRL 120, 145301, 2018; MIT licence), trained on "
           "Materials Project data. Use a name wherever a model file goes: skcgcnn predict NAME structures/")
+    print("Note: scored on Materials Project crystals, a model trained on them may have seen them: the 2018 models' "
+          "training crystals are unknown, so such scores overstate their accuracy; this project's models name "
+          "theirs (split files).")
     return 0
 
 
