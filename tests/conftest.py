@@ -46,3 +46,12 @@ def varied_structures(n: int, seed: int = 0) -> list[Structure]:
 @pytest.fixture(scope="session")
 def ionic():
     return make_ionic_crystals(90, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def ionic_graphs():
+    """240 generated ionic crystals: their graphs, targets and structures."""
+    from skcgcnn import CrystalGraphTransformer
+
+    X, y = make_ionic_crystals(240, random_state=7)
+    return CrystalGraphTransformer().transform(X), y, X

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import FAST
-from skcgcnn import CGCNNRegressor, CrystalGraphTransformer
+from skcgcnn import CGCNNRegressor
 from skcgcnn.calibrated import CalibratedEnsembleRegressor
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.persistence import load_model, save_model
@@ -16,9 +16,8 @@ from skcgcnn.streaming import predict_to_csv
 
 
 @pytest.fixture(scope="module")
-def data():
-    X, y = make_ionic_crystals(200, random_state=3)
-    return CrystalGraphTransformer().transform(X), y, X
+def data(ionic_graphs):
+    return ionic_graphs
 
 
 @pytest.fixture(scope="module")

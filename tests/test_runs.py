@@ -278,13 +278,18 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_a_torn_or_damaged_checkpoint_is_refused_not_resumed(tmp_path, data, monkeypatch, capsys):
+def _interrupted_at_epoch_2(data, run, monkeypatch) -> None:
+    """A run folder of a fit stopped by Ctrl-C after its second epoch."""
     callbacks = fit_command.run_callbacks
     monkeypatch.setattr(fit_command, "run_callbacks",
                         lambda *a, **k: [*callbacks(*a, **k), ("signal", _SignalAt(2, signal.SIGINT))])
-    run = tmp_path / "run"
     assert main(["fit", str(data), "--epochs", "5", *SMALL, "-o", str(run)]) == 130
     monkeypatch.setattr(fit_command, "run_callbacks", callbacks)
+
+
+def test_a_torn_or_damaged_checkpoint_is_refused_not_resumed(tmp_path, data, monkeypatch, capsys):
+    run = tmp_path / "run"
+    _interrupted_at_epoch_2(data, run, monkeypatch)
     params = run / "checkpoint" / "params.pt"
     whole = params.read_bytes()
     params.write_bytes(whole[:-1] + bytes([whole[-1] ^ 1]))  # as if saved at another epoch
@@ -301,12 +306,8 @@ def test_a_torn_or_damaged_checkpoint_is_refused_not_resumed(tmp_path, data, mon
 def test_a_resume_refuses_other_options_and_changed_structures(tmp_path, crystals, monkeypatch, capsys):
     structures, y = crystals
     data = write_original_layout(tmp_path / "data", structures[:30], y[:30])
-    callbacks = fit_command.run_callbacks
-    monkeypatch.setattr(fit_command, "run_callbacks",
-                        lambda *a, **k: [*callbacks(*a, **k), ("signal", _SignalAt(2, signal.SIGINT))])
     run = tmp_path / "run"
-    assert main(["fit", str(data), "--epochs", "5", *SMALL, "-o", str(run)]) == 130
-    monkeypatch.setattr(fit_command, "run_callbacks", callbacks)
+    _interrupted_at_epoch_2(data, run, monkeypatch)
     capsys.readouterr()
     assert main(["fit", "--resume", str(run), "--epochs", "50", "--lr", "0.1"]) == 2
     assert "--epochs, --lr would be ignored" in capsys.readouterr().err

@@ -14,15 +14,13 @@ from skorch.callbacks import Callback
 from conftest import FAST
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
 from skcgcnn.callbacks import StopTraining
-from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
 from skcgcnn.uncertainty import ConformalRegressor, calibration_curve, miscalibration_area
 
 
 @pytest.fixture(scope="module")
-def data():
-    X, y = make_ionic_crystals(240, random_state=7)
-    return CrystalGraphTransformer().transform(X), y, X
+def data(ionic_graphs):
+    return ionic_graphs
 
 
 @pytest.fixture(scope="module")
