@@ -89,10 +89,13 @@ class PredictingMixin:
 
     def _forward_numpy(self, graphs: CrystalGraphs) -> np.ndarray:
         warn_unseen(unseen_elements(getattr(self, "elements_", None), graphs))
-        return torch.cat(list(self.forward_iter(graphs, training=False))).float().cpu().numpy()
+        return self.run_batches(graphs, "forward")
 
     def run_batches(self, graphs: CrystalGraphs, method: str) -> np.ndarray:
-        """A method of the network (``crystal_features``, ``site_contributions``) over ``graphs``, batch by batch.
+        """A method of the network over ``graphs``, batch by batch: the one inference loop.
+
+        ``predict`` runs ``"forward"``, ``transform`` ``"crystal_features"``, site contributions
+        ``"site_contributions"``.
 
         Parameters
         ----------
@@ -107,11 +110,19 @@ class PredictingMixin:
             Its outputs in float32, concatenated along the first axis.
         """
         self.module_.eval()
-        call = getattr(self.module_, method)
+        call = self.module_ if method == "forward" else getattr(self._plain_module(), method)
         with torch.no_grad(), self.autocast():
-            parts = [call(**batch.to(self.device, non_blocking=True)).float().cpu()
+            parts = [self._gathered(call(**batch.to(self.device, non_blocking=True))).float().cpu()
                      for batch, _ in self.get_iterator(self.get_dataset(graphs), training=False)]
         return torch.cat(parts).numpy()
+
+    def _plain_module(self) -> torch.nn.Module:
+        """The network itself (a data-parallel estimator's is wrapped)."""
+        return self.module_
+
+    def _gathered(self, output: torch.Tensor) -> torch.Tensor:
+        """A batch's outputs from every process (one process here: its own)."""
+        return output
 
     def transform(self, X) -> np.ndarray:
         """Crystal feature vectors (after pooling and the first hidden layer).

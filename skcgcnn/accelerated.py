@@ -56,6 +56,13 @@ class _DataParallel(AccelerateMixin):
             for buffer in self.module_.buffers():
                 torch.distributed.broadcast(buffer, src=0)
 
+    def _plain_module(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.module_)
+
+    def _gathered(self, output: torch.Tensor) -> torch.Tensor:
+        # Each process iterates over its shard of the batches: predictions are the union, in order.
+        return self.accelerator.gather_for_metrics(output)
+
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         if not training:
             self._share_buffers()

@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(
     torch.save(net.module_.state_dict(), f"{{out}}/weights{{rank}}.pt")
     record = {{"processes": accelerator.num_processes, "loss": net.history[:, "train_loss"],
                "batches": [len(epoch["batches"]) for epoch in net.history],
-               "predictions": net.predict(graphs).tolist()}}
+               "predictions": net.predict(graphs).tolist(), "features": net.transform(graphs).tolist()}}
     with open(f"{{out}}/rank{{rank}}.json", "w") as handle:
         json.dump(record, handle)
     if accelerator.is_main_process:
@@ -108,9 +108,10 @@ def test_a_data_parallel_model_is_saved_as_a_plain_estimator(two_process_run):
     X, _ = make_ionic_crystals(N_CRYSTALS, random_state=0)
     model = load_model(out / "model.skcgcnn")
     assert type(model) is CGCNNRegressor and model.device == "cpu"
-    expected = model.predict(X)
+    expected, features = model.predict(X), model.transform(X)
     for record in ranks:
         np.testing.assert_allclose(record["predictions"], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(record["features"], features, rtol=1e-5, atol=1e-6)  # every crystal, in order
 
 
 def test_an_accelerator_that_moves_batches_is_refused():

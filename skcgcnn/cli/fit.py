@@ -22,8 +22,11 @@ from ._common import (add_data_options, add_model_options, as_labels, is_classif
 
 def add_parser(sub) -> None:
     """The ``fit`` command and its options."""
-    from ..graphs import NBR_RULES
+    import inspect
 
+    from ..graphs import NBR_RULES, CrystalGraphTransformer
+
+    graph = {name: p.default for name, p in inspect.signature(CrystalGraphTransformer).parameters.items()}
     fit = sub.add_parser("fit", help="train a model in a run folder that keeps checkpoints and can be resumed")
     add_data_options(fit, data_optional=True)
     fit.add_argument("--val-size", type=float, default=0.1,
@@ -41,14 +44,16 @@ def add_parser(sub) -> None:
                      help="what the target is, for figures and the summary (default: the CSV or matbench column; "
                           "'target' for a folder)")
     fit.add_argument("--unit", default="", help="the target's unit, e.g. eV/atom, for figures and the summary")
-    fit.add_argument("--radius", type=float, default=8.0, help="neighbour search radius in Å")
-    fit.add_argument("--max-num-nbr", type=int, default=12, help="neighbours kept per atom (the paper's M)")
-    fit.add_argument("--step", type=float, default=0.2, help="spacing in Å of the Gaussians expanding distances")
-    fit.add_argument("--nbr-rule", choices=NBR_RULES, default="shared",
+    fit.add_argument("--radius", type=float, default=graph["radius"], help="neighbour search radius in Å")
+    fit.add_argument("--max-num-nbr", type=int, default=graph["max_num_nbr"],
+                     help="neighbours kept per atom (the paper's M)")
+    fit.add_argument("--step", type=float, default=graph["step"],
+                     help="spacing in Å of the Gaussians expanding distances")
+    fit.add_argument("--nbr-rule", choices=NBR_RULES, default=graph["nbr_rule"],
                      help="neighbours tied with the M-th: 'shared' share the last slots, so the graph does not "
-                          "depend on the cell; 'first' keeps the first M, as the original code (default shared)")
-    fit.add_argument("--tie-tol", type=float, default=1e-3,
-                     help="distances within this many Å of the M-th neighbour's are tied (default 0.001)")
+                          "depend on the cell; 'first' keeps the first M, as the original code")
+    fit.add_argument("--tie-tol", type=float, default=graph["tie_tol"],
+                     help="distances within this many Å of the M-th neighbour's are tied")
     add_model_options(fit)
     fit.add_argument("--lr-schedule", choices=["cosine", "plateau", "constant"], default="cosine",
                      help="cosine annealing over --epochs, halving when the validation score stalls for "
