@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / "skcgcnn" / "data" / "released" / "cards.json"
-PAGE = ROOT / "docs" / "released_cards.rst"
+PAGE = ROOT / "docs" / "released_cards.inc"
 
 
 def _card(card: dict) -> list[str]:
@@ -32,7 +32,8 @@ def _card(card: dict) -> list[str]:
         + f", then ``python benchmarks/release.py --task {_task(card)} --assemble``.",
         f"- **Test MAE**: {test['mae']:.4g} {unit} (its members alone: {test['member_mae_mean']:.4g}); 2018 model: "
         + old + ".",
-        f"- **Uncertainty**: Spearman(|error|, std) {test['spearman_error_std']:.2f}; 90 % intervals cover "
+        f"- **Uncertainty**: rank correlation (Spearman) of the absolute error and the std "
+        f"{test['spearman_error_std']:.2f}; 90 % intervals cover "
         f"{test['coverage_90']:.1%} of the test crystals (by fifth of std, smallest first: "
         + ", ".join(f"{c:.0%}" for c in test["coverage_90_by_fifth_of_std"])
         + f"), mean width {test['width_90_mean']:.3g} {unit}.",
