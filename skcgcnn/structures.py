@@ -33,12 +33,35 @@ def _from_text(text: str, fmt: str, where: str) -> Structure:
             f"{where}: the CIF holds {_data_blocks(text)} structures (data blocks); give one structure per input, "
             "e.g. CifParser(...).parse_structures() from pymatgen.io.cif splits them"
         )
+    if fmt == "json":
+        _check_modules(text, where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return Structure.from_str(text, fmt=fmt)
     except Exception as exc:
         raise ValueError(f"{where}: {fmt.upper()} text could not be parsed ({type(exc).__name__}: {exc})") from None
+
+
+def _check_modules(text: str, where: str) -> None:
+    """Refuse JSON that names a module other than pymatgen's or numpy's: pymatgen's decoder would import it."""
+    import json
+
+    try:
+        content = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: JSON text could not be parsed ({exc})") from None
+    pending = [content]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            module = item.get("@module")
+            if module is not None and not str(module).split(".")[0] in ("pymatgen", "numpy"):
+                raise ValueError(f"{where}: the JSON asks for the module {module!r}; a structure needs pymatgen's "
+                                 "only, and it is refused unread")
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def _text_format(text: str) -> str | None:
@@ -55,10 +78,10 @@ def _text_format(text: str) -> str | None:
 def _read_file(path: Path, position: int) -> Structure:
     where = f"input {position} ({path})"
     name = path.name.lower()
-    if name.endswith((".cif", ".cif.gz", ".mcif")):
+    if name.endswith((".cif", ".cif.gz", ".mcif", ".json", ".json.gz")):
         opener = gzip.open if name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-            return _from_text(handle.read(), "cif", where)
+            return _from_text(handle.read(), "json" if ".json" in name else "cif", where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -135,3 +135,17 @@ def test_atoms_outside_the_cell_give_the_graph_of_the_wrapped_crystal():
     a, b = transform([inside]), transform([outside])
     np.testing.assert_allclose(a.nbr_dist, b.nbr_dist, atol=1e-6)
     np.testing.assert_array_equal(a.nbr_idx, b.nbr_idx)
+
+
+def test_structure_json_naming_a_foreign_module_is_refused_unread(tmp_path):
+    import json
+
+    nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    hostile = nacl.as_dict()
+    hostile["@module"] = "this"  # importing it prints the Zen of Python: code run from a file
+    with pytest.raises(ValueError, match="asks for the module 'this'"):
+        transform([json.dumps(hostile)])
+    (tmp_path / "s.json").write_text(json.dumps(hostile))
+    with pytest.raises(ValueError, match="asks for the module 'this'"):
+        transform([tmp_path / "s.json"])
+    assert len(transform([json.dumps(nacl.as_dict())])) == 1
