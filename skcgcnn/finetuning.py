@@ -32,12 +32,13 @@ def _member_features(member: dict) -> AtomFeatures:
 
 
 def training_params(name_or_path) -> dict:
-    """Estimator parameters that train on from a checkpoint: its architecture, graphs it can read, ``pretrained``.
+    """Estimator parameters that train on from a released model or a checkpoint: its architecture, graphs it reads.
 
     Parameters
     ----------
     name_or_path : str or path-like
-        A key of :data:`skcgcnn.registry.MODELS` or an original-format checkpoint.
+        A key of :data:`skcgcnn.registry.RELEASED` or :data:`skcgcnn.registry.MODELS`, or an original-format
+        checkpoint.
 
     Returns
     -------
