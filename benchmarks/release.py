@@ -58,6 +58,8 @@ NAMES = {
     "poisson_ratio": ("mp-poisson-ratio", "Poisson ratio", "poisson-ratio"),
     "perovskites": ("perovskite-formation-energy", "heat of formation of cubic perovskites (heat_ref)", None),
 }
+# Units as a model card states them, where the benchmark's label says more than a unit.
+UNITS = {"perovskites": "eV per 5-atom cell (as matbench reads the source, which states none)"}
 DATA = {
     "mp_cgcnn_36737": ("Materials Project (legacy database, about 2020-2021), the CGCNN paper's crystal ids",
                        "CC BY 4.0; cite Jain et al., APL Mater. 1, 011002 (2013)"),
@@ -197,7 +199,7 @@ def assemble(args, graphs, texts, y, rows, part, unit) -> None:
             old_prediction = load(old).predict([texts[i] for i in rows[part == "test"]])
         scores["mae_2018_model"] = round(float(np.mean(np.abs(old_prediction - y_test))), 5)
     data = Path(TASKS[args.task][0]).parent.name
-    card = {"name": name, "property": prop, "units": unit, "task": "regression", "data": DATA[data][0],
+    card = {"name": name, "property": prop, "units": UNITS.get(args.task, unit), "task": "regression", "data": DATA[data][0],
             "data_licence": DATA[data][1], "data_folder": data, "split": f"splits/{data}.csv.gz",
             "n_train": int(np.sum(part == "train")), "n_val": int(np.sum(part == "val")),
             "n_calibration": int(np.sum(part == "calibration")), "n_test": int(np.sum(part == "test")),
