@@ -199,8 +199,8 @@ def assemble(args, graphs, texts, y, rows, part, unit) -> None:
             old_prediction = load(old).predict([texts[i] for i in rows[part == "test"]])
         scores["mae_2018_model"] = round(float(np.mean(np.abs(old_prediction - y_test))), 5)
     data = Path(TASKS[args.task][0]).parent.name
-    card = {"name": name, "property": prop, "units": UNITS.get(args.task, unit), "task": "regression", "data": DATA[data][0],
-            "data_licence": DATA[data][1], "data_folder": data, "split": f"splits/{data}.csv.gz",
+    card = {"name": name, "property": prop, "units": UNITS.get(args.task, unit), "task": "regression",
+            "data": DATA[data][0], "data_licence": DATA[data][1], "data_folder": data, "split": f"splits/{data}.csv.gz",
             "n_train": int(np.sum(part == "train")), "n_val": int(np.sum(part == "val")),
             "n_calibration": int(np.sum(part == "calibration")), "n_test": int(np.sum(part == "test")),
             "members": len(files), "recipe": _recipe(args.task), "test": scores, "model_2018": old,
