@@ -12,7 +12,8 @@ import numpy as np
 
 from .elements import AtomFeatures
 
-__all__ = ["GraphSettings", "CrystalGraphs", "concat_ranges", "offsets_of", "NBR_RULES"]
+__all__ = ["GraphSettings", "CrystalGraphs", "concat_ranges", "offsets_of", "NBR_RULES", "MAX_RADIUS", "MAX_NUM_NBR",
+           "MAX_GAUSSIANS"]
 
 
 def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -39,6 +40,13 @@ def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 #: Neighbour rules accepted by :class:`~skcgcnn.CrystalGraphTransformer` (see its ``nbr_rule``).
 NBR_RULES = ("shared", "first")
+
+#: Upper bounds on the settings. Every graph's size grows with them (a cut-off of 1e6 Å or a billion neighbour
+#: slots would take the machine, and a model file states them), while published crystal-graph models stay far
+#: below: the paper used 8 Å and 12 neighbours, its variants up to about 12 Å and 50.
+MAX_RADIUS = 20.0
+MAX_NUM_NBR = 256
+MAX_GAUSSIANS = 1000
 
 
 @dataclass(frozen=True)
@@ -81,14 +89,17 @@ class GraphSettings:
     tie_tol: float
 
     def __post_init__(self):
-        if not self.radius > 0:
-            raise ValueError(f"radius must be positive, got {self.radius}")
-        if int(self.max_num_nbr) != self.max_num_nbr or self.max_num_nbr < 1:
-            raise ValueError(f"max_num_nbr must be a positive integer, got {self.max_num_nbr}")
+        if not 0 < self.radius <= MAX_RADIUS:
+            raise ValueError(f"radius must lie in (0, {MAX_RADIUS:g}] Å, got {self.radius}")
+        if int(self.max_num_nbr) != self.max_num_nbr or not 1 <= self.max_num_nbr <= MAX_NUM_NBR:
+            raise ValueError(f"max_num_nbr must be an integer from 1 to {MAX_NUM_NBR}, got {self.max_num_nbr}")
         if not self.step > 0:
             raise ValueError(f"step must be positive, got {self.step}")
         if not 0 <= self.dmin < self.radius:
             raise ValueError(f"dmin must lie in [0, radius), got {self.dmin}")
+        if (self.radius - self.dmin) / self.step + 1 > MAX_GAUSSIANS:
+            raise ValueError(f"step={self.step} gives more than {MAX_GAUSSIANS} Gaussian centres from dmin to radius; "
+                             "choose a larger step")
         if self.nbr_rule not in NBR_RULES:
             raise ValueError(f"nbr_rule must be one of {NBR_RULES}, got {self.nbr_rule!r}")
         if not 0 <= self.tie_tol < self.step:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["AtomFeatures", "ATOM_FEATURE_SETS"]
+__all__ = ["AtomFeatures", "ATOM_FEATURE_SETS", "covalent_radii"]
 
 MAX_Z = 118
 _N_GROUP = 19
@@ -23,6 +23,25 @@ ATOM_FEATURE_SETS = {
     "onehot": "100-d one-hot of the element itself, Z = 1-100",
     "cgcnn_original": "92-d table of the original CGCNN code (its atom_init.json), input of its released models",
 }
+
+
+@lru_cache(maxsize=None)
+def covalent_radii() -> np.ndarray:
+    """Covalent radius of each element in Å (Cordero et al. 2008, as pymatgen tabulates it), indexed by Z.
+
+    Returns
+    -------
+    ndarray of float, shape (MAX_Z + 1,)
+        NaN where the table has no value.
+    """
+    from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
+    from pymatgen.core.periodic_table import Element
+
+    radii = np.full(MAX_Z + 1, np.nan)
+    for symbol, radius in CovalentRadius.radius.items():
+        radii[Element(symbol).Z] = radius
+    radii.flags.writeable = False
+    return radii
 
 
 @lru_cache(maxsize=None)

@@ -285,7 +285,11 @@ def _estimator_from(record: dict, path: Path):
         except RuntimeError as exc:
             raise ValueError(f"{path}: the weights do not fit the stored architecture ({exc})") from None
 
-    return restore_fitted(estimator, GraphSettings(atom_features=features, **settings), load_weights,
+    try:
+        graph_settings = GraphSettings(atom_features=features, **settings)
+    except ValueError as exc:
+        raise ValueError(f"{path}: its graph settings are refused: {exc}") from None
+    return restore_fitted(estimator, graph_settings, load_weights,
                           shapes={k: tuple(v.shape) for k, v in state.items()}, source=str(path), **fitted)
 
 

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -59,7 +61,8 @@ def test_structure_with_zero_sites():
         transform([Structure(Lattice.cubic(4.0), [], np.zeros((0, 3)))])
 
 
-@pytest.mark.parametrize("params", [{"radius": 0}, {"max_num_nbr": 0}, {"step": -1}, {"dmin": 9.0}])
+@pytest.mark.parametrize("params", [{"radius": 0}, {"max_num_nbr": 0}, {"step": -1}, {"dmin": 9.0}, {"radius": 1e6},
+                                    {"max_num_nbr": 10**9}, {"step": 1e-6}])
 def test_bad_parameters(params):
     with pytest.raises(ValueError):
         transform([GOOD], **params)
@@ -77,6 +80,16 @@ def test_atoms_too_close_and_a_cell_smaller_than_an_atom():
         transform([close])
     with pytest.raises(ValueError, match="input 0: atom 0 .* and its own periodic image"):
         transform([Structure(Lattice.tetragonal(3.0, 0.4), ["Cu"], [[0, 0, 0]])])
+
+
+def test_a_cell_squeezed_below_any_real_crystal_is_reported_naming_the_input():
+    nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    squeezed = Structure(Lattice.cubic(1.0), ["Na"], [[0, 0, 0]])
+    with pytest.warns(UserWarning, match=r"1 of 2 structures \(input 1 first\) .* \(there 1.00 Å, 30%\)"):
+        transform([nacl, squeezed])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        transform([nacl, Structure(Lattice.cubic(4.0), ["Cu"], [[0, 0, 0]])])
 
 
 @pytest.mark.parametrize("bad", ["coords", "lattice"])

@@ -181,11 +181,17 @@ def test_a_model_file_is_validated_like_parameters_before_anything_is_allocated(
     def scale(value):
         return lambda record: record["target"].update(scale=[value])
 
+    def graphs(**values):
+        return lambda record: record["graph_settings"].update(values)
+
     for change, message in [(params(atom_fea_len=30_000), "do not fit the stored architecture"),
                             (params(n_conv=-2), "'n_conv' parameter of the model file .*bad.skcgcnn must be an int"),
                             (weights, "NaN or infinite values \\(convs.0.fc.weight\\)"),
                             (scale(0.0), "target scaling .* is not finite and positive"),
-                            (scale(-1.0), "target scaling .* is not finite and positive")]:
+                            (scale(-1.0), "target scaling .* is not finite and positive"),
+                            (graphs(max_num_nbr=10**9), "max_num_nbr must be an integer from 1 to 256"),
+                            (graphs(radius=1e6), "radius must lie in \\(0, 20\\] Å"),
+                            (graphs(step=1e-6), "more than 1000 Gaussian centres")]:
         with pytest.raises(ValueError, match=message):
             load_model(_tampered(tmp_path, path, change, "bad.skcgcnn"))
 

@@ -125,6 +125,66 @@ def test_sigterm_from_outside_exits_143_and_the_run_resumes(tmp_path, data):
     assert not (run / "model.skcgcnn").exists() and not list(run.glob("**/.*.tmp"))
 
 
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in os.listdir(f"/proc/{pid}/task")
+            for child in open(f"/proc/{pid}/task/{task}/children").read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads child processes from /proc")
+def test_sigterm_while_featurizing_in_parallel_ends_the_command_and_its_workers(tmp_path, crystals):
+    from pymatgen.io.cif import CifWriter
+
+    cifs = [str(CifWriter(s)) for s in crystals[0]] * 80
+    pd.DataFrame({"id": [f"c{i}" for i in range(len(cifs))], "cif": cifs,
+                  "y": np.resize(crystals[1], len(cifs))}).to_csv(tmp_path / "many.csv", index=False)
+    command = [sys.executable, "-m", "skcgcnn", "fit", str(tmp_path / "many.csv"), "--target", "y",
+               "-o", str(tmp_path / "run"), "--n-jobs", "2", "--epochs", "1", *SMALL]
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        deadline = time.monotonic() + 120
+        workers = []
+        while process.poll() is None and time.monotonic() < deadline and (
+                "crystal graphs" not in (tmp_path / "err.txt").read_text() or len(workers) < 2):
+            workers = _children(process.pid)
+            time.sleep(0.05)
+        assert len(workers) >= 2 and process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    text = (tmp_path / "err.txt").read_text()
+    assert process.returncode == 143, text
+    assert "interrupted" in text and "Traceback" not in text
+    assert "epoch" not in (tmp_path / "out.txt").read_text()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers))
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_model_in_processes_running_at_once(tmp_path, data):
+    def start(name, seed):
+        return subprocess.Popen([sys.executable, "-m", "skcgcnn", "fit", str(data), "-o", str(tmp_path / name),
+                                 "--epochs", "3", "--seed", str(seed), "--n-jobs", "2", *SMALL],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    processes = {name: start(name, seed) for name, seed in [("a", 5), ("b", 5), ("c", 6)]}
+    for process in processes.values():
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    tables = {name: pd.read_csv(tmp_path / name / "test_predictions.csv") for name in processes}
+    pd.testing.assert_frame_equal(tables["a"], tables["b"])
+    assert not np.allclose(tables["a"]["prediction"], tables["c"]["prediction"])
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["torch_threads"] >= 1
+
+
 def test_a_fixed_split_from_a_file_or_from_separate_folders(tmp_path, data, crystals, capsys):
     ids = [f"mp-{i}" for i in range(60)]
     sets = ["train"] * 40 + ["val"] * 8 + ["test"] * 12

@@ -174,6 +174,7 @@ def _arguments(args) -> dict:
 
 
 def _fit_run(args, folder) -> int:
+    import torch
     from sklearn.pipeline import Pipeline
 
     from ..graphs import CrystalGraphTransformer
@@ -196,7 +197,8 @@ def _fit_run(args, folder) -> int:
     command = "skcgcnn " + " ".join(args.argv)
     folder.update(status="running", command=folder.record.get("command", command) if args.resume else command,
                   resumed_with=command if args.resume else None, arguments=_arguments(args),
-                  versions=package_versions(), data={"n_crystals": len(ids), "fingerprint": fingerprint},
+                  versions=package_versions(), torch_threads=torch.get_num_threads(),
+                  data={"n_crystals": len(ids), "fingerprint": fingerprint},
                   split={"train": len(train), "val": len(val), "test": len(test)}, epochs_done=done,
                   resumed_at_epoch=done if args.resume else None)
     if not args.resume:
