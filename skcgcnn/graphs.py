@@ -41,6 +41,19 @@ SQUEEZED = 0.5
 MAX_CELLS_AWAY = 1000
 
 
+#: Neighbour searches expected to find more pairs than this are refused before they start: a pair costs about
+#: 50 bytes while the search runs, so this caps one structure's search at about a gigabyte (a 100,000-atom cell
+#: needs about 4 million pairs under the default settings).
+MAX_PAIRS = 20_000_000
+
+
+def _check_search_size(n_atoms: int, volume_per_atom: float, r: float, position: int) -> None:
+    expected = n_atoms * 4 / 3 * np.pi * r**3 / volume_per_atom
+    if expected > MAX_PAIRS:
+        raise ValueError(f"input {position}: a neighbour search of {n_atoms} atoms within {r:.3g} Å would find "
+                         f"about {expected:.2g} pairs (more than {MAX_PAIRS:.0e}); give a smaller cell or radius")
+
+
 def _neighbour_list(structure, settings: GraphSettings, position: int):
     """(centre, neighbour, image, distance) pairs that include every atom's kept neighbours.
 
@@ -68,6 +81,7 @@ def _neighbour_list(structure, settings: GraphSettings, position: int):
     radius, m, tol = settings.radius, settings.max_num_nbr, settings.tie_tol
     r = min(radius, (9 * m * volume_per_atom / (4 * np.pi)) ** (1 / 3) + tol)
     while True:
+        _check_search_size(len(cart), volume_per_atom, r, position)
         centers, points, images, dists = find_points_in_spheres(cart, cart, r=r, pbc=pbc, lattice=lattice, tol=1e-8)
         itself = (centers == points) & ~images.any(axis=1)
         close = ~itself & (dists < MIN_DISTANCE)

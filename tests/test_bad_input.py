@@ -82,6 +82,17 @@ def test_atoms_too_close_and_a_cell_smaller_than_an_atom():
         transform([Structure(Lattice.tetragonal(3.0, 0.4), ["Cu"], [[0, 0, 0]])])
 
 
+def test_a_search_beyond_the_pair_budget_is_refused_before_it_starts(monkeypatch):
+    import skcgcnn.graphs
+
+    monkeypatch.setattr(skcgcnn.graphs, "MAX_PAIRS", 1000)
+    big = Structure(Lattice.cubic(4.0), ["Cu"], [[0, 0, 0]]) * (4, 4, 4)
+    with pytest.raises(ValueError, match=r"input 1: a neighbour search of 64 atoms within 8 Å would find about "
+                                         r"2.1e\+0?3 pairs \(more than 1e\+0?3\)"):
+        transform([GOOD, big], n_jobs=1)
+    transform([GOOD], n_jobs=1)
+
+
 def test_a_cell_squeezed_below_any_real_crystal_is_reported_naming_the_input():
     nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     squeezed = Structure(Lattice.cubic(1.0), ["Na"], [[0, 0, 0]])
