@@ -56,10 +56,11 @@ NAMES = {
     "bulk_modulus": ("mp-bulk-modulus", "log10 of the bulk modulus K_VRH", "bulk-moduli"),
     "shear_modulus": ("mp-shear-modulus", "log10 of the shear modulus G_VRH", "shear-moduli"),
     "poisson_ratio": ("mp-poisson-ratio", "Poisson ratio", "poisson-ratio"),
-    "perovskites": ("perovskite-formation-energy", "heat of formation of cubic perovskites (heat_ref)", None),
+    "perovskites": ("perovskite-formation-energy", "heat of formation of cubic perovskites (heat_ref), per 5-atom "
+                    "cell as matbench reads the source, which states no unit", None),
 }
-# Units as a model card states them, where the benchmark's label says more than a unit.
-UNITS = {"perovskites": "eV per 5-atom cell (as matbench reads the source, which states none)"}
+# Units as a model card states them (short: they head the prediction column), where the benchmark's label says more.
+UNITS = {"perovskites": "eV/cell"}
 DATA = {
     "mp_cgcnn_36737": ("Materials Project (legacy database, about 2020-2021), the CGCNN paper's crystal ids",
                        "CC BY 4.0; cite Jain et al., APL Mater. 1, 011002 (2013)"),
@@ -199,7 +200,8 @@ def assemble(args, graphs, texts, y, rows, part, unit) -> None:
             old_prediction = load(old).predict([texts[i] for i in rows[part == "test"]])
         scores["mae_2018_model"] = round(float(np.mean(np.abs(old_prediction - y_test))), 5)
     data = Path(TASKS[args.task][0]).parent.name
-    card = {"name": name, "property": prop, "units": UNITS.get(args.task, unit), "task": "regression",
+    card = {"name": name, "property": prop, "target": _target_column(args.task),
+            "units": UNITS.get(args.task, unit), "task": "regression",
             "data": DATA[data][0], "data_licence": DATA[data][1], "data_folder": data, "split": f"splits/{data}.csv.gz",
             "n_train": int(np.sum(part == "train")), "n_val": int(np.sum(part == "val")),
             "n_calibration": int(np.sum(part == "calibration")), "n_test": int(np.sum(part == "test")),
@@ -214,6 +216,14 @@ def assemble(args, graphs, texts, y, rows, part, unit) -> None:
     emit({"benchmark": "release_assemble", "task": args.task, **scores, "members": len(files),
           "file_kib": round(target.stat().st_size / 1024, 1), "hardware": hardware("cpu"),
           "command": "python " + shlex.join(sys.argv)}, args.results)
+
+
+def _target_column(task: str) -> str:
+    """The short name of what the model predicts: the data's column, and how it was transformed."""
+    column, transform = TASKS[task][1], TASKS[task][3]
+    if task == "metal_classification":
+        return "is_metal"
+    return f"log10_{column}" if transform is np.log10 else column
 
 
 def _recipe(task: str) -> dict:

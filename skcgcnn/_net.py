@@ -61,6 +61,8 @@ class CGCNNMixin(PredictingMixin):
         random_state=None,
         precision="float32",
         pretrained=None,
+        target_name=None,
+        target_unit=None,
         criterion=torch.nn.MSELoss,
         optimizer=torch.optim.AdamW,
         lr=1e-3,
@@ -101,6 +103,8 @@ class CGCNNMixin(PredictingMixin):
         self.random_state = random_state
         self.precision = precision
         self.pretrained = pretrained
+        self.target_name = target_name
+        self.target_unit = target_unit
 
     def _check_params(self, fit_params: dict) -> None:
         constraints = parameter_constraints()

@@ -39,6 +39,8 @@ def parameter_constraints() -> dict:
         "random_state": ["random_state"],
         "precision": [StrOptions({"float32", "bfloat16"})],
         "pretrained": [str, os.PathLike, None],
+        "target_name": [str, None],
+        "target_unit": [str, None],
         "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [positive],

@@ -74,6 +74,10 @@ class CGCNNRegressor(CGCNNMixin, NeuralNetRegressor):
         fits the new task and drawn afresh otherwise. Freeze layers with
         skorch's ``Freezer`` callback, e.g.
         ``callbacks=[Freezer(["embedding.*", "convs.*"])]``.
+    target_name, target_unit : str, default=None
+        What ``y`` is and its unit (``"band_gap"``, ``"eV"``). They change
+        no number: model files keep them, and ``skcgcnn predict`` names its
+        prediction column after them (``band_gap (eV)``).
     optimizer : torch optimizer class or {"adamw", "adam", "sgd"}, default=torch.optim.AdamW
     lr : float, default=1e-3
     max_epochs : int, default=100
@@ -200,7 +204,9 @@ class CGCNNClassifier(CGCNNMixin, NeuralNetClassifier):
         As in :class:`CGCNNRegressor`.
     dropout : float, default=0.5
         Dropout before the output layer, as in the original classifier.
-    featurizer, random_state, precision, pretrained, optimizer, lr, max_epochs, batch_size, train_split, verbose, device
+    featurizer, random_state, precision, pretrained, target_name, target_unit
+        As in :class:`CGCNNRegressor`.
+    optimizer, lr, max_epochs, batch_size, train_split, verbose, device
         As in :class:`CGCNNRegressor`.
     **kwargs
         Any other skorch parameter.

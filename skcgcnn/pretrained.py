@@ -102,8 +102,13 @@ def load(name: str, nbr_rule: str = "first"):
     -2.12
     """
     if name in RELEASED:
-        return load_model(model_path(name))
-    return load_checkpoint(model_path(name), nbr_rule=nbr_rule)
+        model = load_model(model_path(name))
+        model.card_ = dict(RELEASED[name].card)  # the package's card may say more than the file's copy
+        return model
+    model = load_checkpoint(model_path(name), nbr_rule=nbr_rule)
+    entry = MODELS[name]
+    return model.set_params(target_name=entry.property,
+                            target_unit=entry.units if entry.task == "regression" and entry.units != "-" else None)
 
 
 def load_any(spec, trust_pickle: bool = False):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._target import column_label, describe_target
 from ._text import count
 from .files import process_alive, publish
 from .warn import warn
@@ -226,6 +227,9 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
                    strict: bool = False, confidence_level: float = 0.9, report=print) -> dict:
     """Predict every input and write ``id``, predictions and ``unseen_elements`` to a CSV file, chunk by chunk.
 
+    The prediction column is named after the target and its unit where the model carries them
+    (``target_name``, ``target_unit``, a released model's card), e.g. ``band_gap (eV)``, else ``prediction``.
+
     Parameters
     ----------
     model : fitted CGCNN estimator or ensemble, or Pipeline of a CrystalGraphTransformer and one
@@ -279,14 +283,15 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
     classifier = is_classifier(net)
     spread = not classifier and hasattr(net, "estimators_")  # an ensemble: its members' standard deviation too
     single = net.estimators_[0] if spread else net  # what says how many outputs there are
-    outputs = ([f"proba_{label}" for label in net.classes_] if classifier
-               else ["prediction"] if getattr(single, "y_ndim_", 1) == 1
-               else [f"prediction_{k}" for k in range(single.n_outputs_)])
-    outputs += [name.replace("prediction", "std") for name in outputs] if spread else []
+    label = column_label(*describe_target(model))
+    one = getattr(single, "y_ndim_", 1) == 1
+    outputs = ([f"proba_{c}" for c in net.classes_] if classifier
+               else [label] if one else [f"prediction_{k}" for k in range(single.n_outputs_)])
+    outputs += (["std"] if one else [f"std_{k}" for k in range(single.n_outputs_)]) if spread else []
     half_width = net.interval_half_width(confidence_level) if hasattr(net, "calibration_scores_") else None
     if half_width is not None:
         outputs += [f"lower_{100 * confidence_level:g}", f"upper_{100 * confidence_level:g}"]
-    header = ["id", *(["prediction"] if classifier else []), *outputs, "unseen_elements"]
+    header = ["id", *([label] if classifier else []), *outputs, "unseen_elements"]
     record_file = output.with_name(output.name + ".partial.json")
     inputs = [str(Path(raw).resolve()) for raw in paths]
     if str(output.resolve()) in inputs:

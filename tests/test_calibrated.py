@@ -86,6 +86,20 @@ def test_each_released_model_loads_by_name_and_gives_error_bars(name):
     assert model.card_["name"] == name and model.card_["split"]
 
 
+def test_a_released_model_names_its_prediction_column_after_its_target_and_unit(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    from skcgcnn.cli import main
+
+    name = "mp-bulk-modulus"
+    cif = tmp_path / "nacl.cif"
+    Structure(Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
+    assert main(["predict", name, str(cif), "-o", str(tmp_path / "p.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["id", "log10_K_VRH (log10(GPa))", "std", "lower_90",
+                                                            "upper_90", "unseen_elements"]
+    assert RELEASED[name].card["target"] == "log10_K_VRH"
+
+
 def test_the_released_models_fit_the_size_budget():
     total = sum(model_path(name).stat().st_size for name in RELEASED)
     assert total <= 15 * 2**20

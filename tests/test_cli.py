@@ -82,7 +82,7 @@ def test_classification_from_csv_with_text_labels(tmp_path, crystals):
     predictions = tmp_path / "pred.csv"
     assert main(["predict", str(model), str(data), "-o", str(predictions)]) == 0
     table = pd.read_csv(predictions)
-    assert list(table.columns) == ["id", "prediction", "proba_deep", "proba_shallow", "unseen_elements"]
+    assert list(table.columns) == ["id", "kind", "proba_deep", "proba_shallow", "unseen_elements"]
     assert list(table.id) == list(frame.id)
     np.testing.assert_allclose(table.proba_deep + table.proba_shallow, 1.0, rtol=1e-5)
 

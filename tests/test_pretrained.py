@@ -201,6 +201,7 @@ def test_command_line_lists_and_predicts_with_released_models(tmp_path, capsys):
     out = tmp_path / "out.csv"
     assert main(["predict", "formation-energy-per-atom", str(cif), "-o", str(out)]) == 0
     table = pd.read_csv(out)
-    assert table.prediction[0] == pytest.approx(REFERENCE["formation-energy-per-atom"][0], rel=1e-4)
+    assert list(table.columns) == ["id", "formation energy (eV/atom)", "unseen_elements"]
+    assert table.iloc[0, 1] == pytest.approx(REFERENCE["formation-energy-per-atom"][0], rel=1e-4)
     assert main(["predict", str(model_path("band-gap")), str(cif), "-o", str(out), "--force"]) == 0
     assert pd.read_csv(out).prediction[0] == pytest.approx(REFERENCE["band-gap"][0], rel=1e-4)

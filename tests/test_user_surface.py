@@ -165,3 +165,5 @@ def test_the_target_name_and_unit_reach_the_summary_and_the_record(tmp_path, cry
     out = capsys.readouterr().out
     assert "MAE (eV/atom)" in next(line for line in out.splitlines() if line.lstrip().startswith("MAE"))
     assert json.loads((run / "run.json").read_text())["target"] == {"name": "Ewald energy", "unit": "eV/atom"}
+    assert main(["predict", str(run / "model.skcgcnn"), str(data), "-o", str(tmp_path / "p.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["id", "Ewald energy (eV/atom)", "unseen_elements"]

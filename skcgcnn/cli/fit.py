@@ -216,7 +216,8 @@ def _fit_run(args, folder) -> int:
     folder.update(data={**folder.record.get("data", {}), "graphs": content})
     if args.duplicates != "skip":
         train, val, test = _check_duplicates(args, folder, X, graphs, ids, y, train, val, test)
-    net = network(args, classification)
+    named = args.target_name or (args.target if args.target and not Path(args.data).is_dir() else None)
+    net = network(args, classification).set_params(target_name=named, target_unit=args.unit or None)
     callbacks = run_callbacks(folder, transformer, graphs[val], y[val], classification, args.epochs,
                               lr_schedule=args.lr_schedule, lr_patience=args.lr_patience, patience=args.patience)
     net.set_params(callbacks=callbacks, callbacks__lr_scheduler=None,
@@ -241,7 +242,7 @@ def _fit_run(args, folder) -> int:
     print(f"training took {train_s:.1f} s")
     report = {"validation": held_out_scores(net, graphs[val], y[val], y[train]),
               "test": held_out_scores(net, graphs[test], y[test], y[train])}
-    name = args.target_name or (args.target if args.target and not Path(args.data).is_dir() else "target")
+    name = named or "target"
     _print_summary(report, classification, args.unit)
     model = folder / ("model" + (".joblib" if args.format == "joblib" else MODEL_SUFFIX))
     save(Pipeline([("graph", transformer), ("cgcnn", net)]), model, force=True)
