@@ -95,8 +95,8 @@ def test_a_released_model_names_its_prediction_column_after_its_target_and_unit(
     cif = tmp_path / "nacl.cif"
     Structure(Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
     assert main(["predict", name, str(cif), "-o", str(tmp_path / "p.csv")]) == 0
-    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["id", "log10_K_VRH (log10(GPa))", "std", "lower_90",
-                                                            "upper_90", "unseen_elements"]
+    columns = ["id", "log10_K_VRH (log10(GPa))", "std", "lower_90", "upper_90", "unseen_elements"]
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == columns
     assert RELEASED[name].card["target"] == "log10_K_VRH"
 
 
