@@ -56,11 +56,12 @@ NAMES = {
     "bulk_modulus": ("mp-bulk-modulus", "log10 of the bulk modulus K_VRH", "bulk-moduli"),
     "shear_modulus": ("mp-shear-modulus", "log10 of the shear modulus G_VRH", "shear-moduli"),
     "poisson_ratio": ("mp-poisson-ratio", "Poisson ratio", "poisson-ratio"),
-    "perovskites": ("perovskite-formation-energy", "heat of formation of cubic perovskites (heat_ref), per 5-atom "
-                    "cell as matbench reads the source, which states no unit", None),
+    "perovskites": ("perovskite-formation-energy", "heat of formation of cubic perovskites (heat_ref)", None),
 }
-# Units as a model card states them (short: they head the prediction column), where the benchmark's label says more.
+# Units as a model card states them (short: they head the prediction column), where the benchmark's label says more,
+# and what a card adds about them.
 UNITS = {"perovskites": "eV/cell"}
+UNITS_NOTE = {"perovskites": "per 5-atom cell, as matbench reads the source, which states no unit"}
 DATA = {
     "mp_cgcnn_36737": ("Materials Project (legacy database, about 2020-2021), the CGCNN paper's crystal ids",
                        "CC BY 4.0; cite Jain et al., APL Mater. 1, 011002 (2013)"),
@@ -201,7 +202,8 @@ def assemble(args, graphs, texts, y, rows, part, unit) -> None:
         scores["mae_2018_model"] = round(float(np.mean(np.abs(old_prediction - y_test))), 5)
     data = Path(TASKS[args.task][0]).parent.name
     card = {"name": name, "property": prop, "target": _target_column(args.task),
-            "units": UNITS.get(args.task, unit), "task": "regression",
+            "units": UNITS.get(args.task, unit),
+            **({"units_note": UNITS_NOTE[args.task]} if args.task in UNITS_NOTE else {}), "task": "regression",
             "data": DATA[data][0], "data_licence": DATA[data][1], "data_folder": data, "split": f"splits/{data}.csv.gz",
             "n_train": int(np.sum(part == "train")), "n_val": int(np.sum(part == "val")),
             "n_calibration": int(np.sum(part == "calibration")), "n_test": int(np.sum(part == "test")),

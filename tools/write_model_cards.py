@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from skcgcnn._target import column_label
+
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / "skcgcnn" / "data" / "released" / "cards.json"
 PAGE = ROOT / "docs" / "released_cards.inc"
@@ -20,7 +22,9 @@ def _card(card: dict) -> list[str]:
     recipe = card["recipe"]
     lines = [
         f"``{card['name']}``", "-" * (len(card["name"]) + 4), "",
-        f"- **Predicts**: {card['property']}, in {unit}.",
+        f"- **Predicts**: {card['property']}, " + (f"in {unit}" if unit else "dimensionless")
+        + (f" ({card['units_note']})" if card.get("units_note") else "")
+        + f"; column ``{column_label(card['target'], unit)}`` of ``skcgcnn predict``.",
         f"- **Data**: {card['data']} (``{card['data_folder']}``); {card['data_licence']}.",
         f"- **Split**: ``skcgcnn/data/released/{card['split']}`` (columns ``id``, ``part``): {card['n_train']:,} "
         f"training, {card['n_val']:,} validation (epoch selection, error model), {card['n_calibration']:,} "
