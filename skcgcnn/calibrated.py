@@ -39,7 +39,7 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
 
     Parameters
     ----------
-    estimator, n_estimators, bootstrap, n_jobs, random_state
+    estimator, n_estimators, bootstrap, n_jobs, random_state, verbose
         As in :class:`~skcgcnn.ensemble.CGCNNEnsembleRegressor`.
     n_neighbors : int, default=5
         Training crystals whose mean distance measures how far an input lies from what the model saw.
@@ -72,9 +72,9 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
     """
 
     def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
-                 random_state=None, n_neighbors: int = 5, n_components: int = 16):
+                 random_state=None, verbose=0, n_neighbors: int = 5, n_components: int = 16):
         super().__init__(estimator=estimator, n_estimators=n_estimators, bootstrap=bootstrap, n_jobs=n_jobs,
-                         random_state=random_state)
+                         random_state=random_state, verbose=verbose)
         self.n_neighbors = n_neighbors
         self.n_components = n_components
 

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
+from tqdm.auto import tqdm
 
 from ._jobs import capped_jobs
 from .estimators import CGCNNClassifier, CGCNNRegressor
@@ -38,12 +39,13 @@ class _EnsembleMixin:
     _member_class: type
 
     def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
-                 random_state=None):
+                 random_state=None, verbose=0):
         self.estimator = estimator
         self.n_estimators = n_estimators
         self.bootstrap = bootstrap
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -80,18 +82,15 @@ class _EnsembleMixin:
         and a warning says how many members there are. If none is left, the
         interrupt is raised.
         """
-        validate_parameter_constraints({"n_estimators": [Interval(Integral, 1, None, closed="left")],
-                                        "bootstrap": ["boolean"], "n_jobs": [Integral, None],
-                                        "random_state": ["random_state"]},
-                                       {k: getattr(self, k) for k in ("n_estimators", "bootstrap", "n_jobs",
-                                                                      "random_state")},
-                                       type(self).__name__)
+        constraints = {"n_estimators": [Interval(Integral, 1, None, closed="left")], "bootstrap": ["boolean"],
+                       "n_jobs": [Integral, None], "random_state": ["random_state"], "verbose": ["verbose"]}
+        validate_parameter_constraints(constraints, {k: getattr(self, k) for k in constraints}, type(self).__name__)
         base = self._base()
         if isinstance(X, CrystalGraphs):
             graphs = X
         else:
             featurizer = clone(base.featurizer) if base.featurizer is not None else CrystalGraphTransformer()
-            graphs = featurizer.transform(X)
+            graphs = featurizer.set_params(verbose=featurizer.verbose or self.verbose).transform(X)
         y = np.asarray(y)
         if len(y) != len(graphs):
             raise ValueError(f"X holds {len(graphs)} crystals but y holds {len(y)} targets")
@@ -105,9 +104,11 @@ class _EnsembleMixin:
         # Members come back as they finish, so that an interrupt keeps those already trained.
         outputs = Parallel(n_jobs=capped_jobs(n_jobs), return_as="generator_unordered")(tasks)
         trained = {}
+        progress = tqdm(total=self.n_estimators, desc="ensemble members", unit="member", disable=not self.verbose)
         try:
             for position, member in outputs:
                 trained[position] = member
+                progress.update()
                 if member.interrupted_:
                     break
         except KeyboardInterrupt:
@@ -117,6 +118,7 @@ class _EnsembleMixin:
         else:
             self.interrupted_ = any(member.interrupted_ for member in trained.values())
         finally:
+            progress.close()
             with warnings.catch_warnings():
                 # joblib's advice on members cancelled by the interrupt; the warning below says what happened
                 warnings.filterwarnings("ignore", ".*adjusting the input task iterator", UserWarning)
@@ -170,6 +172,10 @@ class CGCNNEnsembleRegressor(_EnsembleMixin, RegressorMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
         Draws the members' seeds (and resamples); a fixed value makes the
         ensemble reproducible on CPU.
+    verbose : int, default=0
+        ``1`` shows a progress bar of the members trained (and of the
+        featurizing of structures); each member's table of epochs follows
+        its own ``verbose``.
 
     Attributes
     ----------
@@ -225,7 +231,7 @@ class CGCNNEnsembleClassifier(_EnsembleMixin, ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     estimator : CGCNNClassifier, default=None
-    n_estimators, bootstrap, n_jobs, random_state
+    n_estimators, bootstrap, n_jobs, random_state, verbose
         As in :class:`CGCNNEnsembleRegressor`.
 
     Attributes

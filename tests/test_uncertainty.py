@@ -50,6 +50,16 @@ def test_the_ensemble_is_reproducible_and_parallel_equals_serial(data):
                            rtol=1e-3)
 
 
+def test_an_ensemble_shows_its_progress_when_asked_and_is_silent_otherwise(data, capsys):
+    _, y, X = data
+    CGCNNEnsembleRegressor(CGCNNRegressor(**FAST), n_estimators=2, n_jobs=1, random_state=0).fit(X[:30], y[:30])
+    assert capsys.readouterr() == ("", "")
+    CGCNNEnsembleRegressor(CGCNNRegressor(**FAST), n_estimators=2, n_jobs=1, random_state=0,
+                           verbose=1).fit(X[:30], y[:30])
+    err = capsys.readouterr().err
+    assert "crystal graphs" in err and "ensemble members: 100%" in err and "2/2" in err
+
+
 def test_the_ensemble_works_in_pipelines_searches_and_joblib(tmp_path, data):
     _, y, X = data
     pipe = Pipeline([("graph", CrystalGraphTransformer()),
