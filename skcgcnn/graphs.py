@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 
 from ._jobs import capped_jobs
 from .crystal_graphs import NBR_RULES, CrystalGraphs, GraphSettings, concat_ranges, offsets_of
+from .crystals import Crystal
 from .elements import AtomFeatures, covalent_radii
-from .structures import as_input_list, as_structure, chunk_size
+from .fast_cif import read_cif
+from .structures import as_input_list, as_structure, chunk_size, cif_text
 from .warn import warn
 
 __all__ = ["GraphSettings", "CrystalGraphs", "CrystalGraphTransformer", "concat_ranges", "NBR_RULES", "MIN_DISTANCE"]
@@ -54,7 +56,18 @@ def _check_search_size(n_atoms: int, volume_per_atom: float, r: float, position:
                          f"about {expected:.2g} pairs (more than {MAX_PAIRS:.0e}); give a smaller cell or radius")
 
 
-def _neighbour_list(structure, settings: GraphSettings, position: int):
+#: Values of ``CrystalGraphTransformer(cif_reader=...)``.
+CIF_READERS = ("auto", "pymatgen")
+
+
+def _crystal(obj, position: int, cif_reader: str) -> Crystal:
+    """The crystal of one input: CIF read by gemmi where it gives pymatgen's structure, else through pymatgen."""
+    if cif_reader == "auto" and (text := cif_text(obj)) is not None and (crystal := read_cif(text)) is not None:
+        return crystal
+    return Crystal.from_structure(as_structure(obj, position))
+
+
+def _neighbour_list(structure: Crystal, settings: GraphSettings, position: int):
     """(centre, neighbour, image, distance) pairs that include every atom's kept neighbours.
 
     Calls the compiled kernel behind ``Structure.get_neighbor_list`` directly
@@ -66,8 +79,7 @@ def _neighbour_list(structure, settings: GraphSettings, position: int):
     the smaller sphere, while a search to 8 Å would return about ten times
     more pairs to sort.
     """
-    lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=float)
-    # The lattice first: Cartesian coordinates of an infinite lattice come with a RuntimeWarning.
+    lattice = np.ascontiguousarray(structure.lattice, dtype=float)
     if not (np.isfinite(lattice).all() and np.isfinite(cart := structure.cart_coords).all()):
         raise ValueError(f"input {position}: the lattice or the coordinates hold NaN or infinite values")
     volume_per_atom = abs(np.linalg.det(lattice)) / len(cart)
@@ -88,8 +100,8 @@ def _neighbour_list(structure, settings: GraphSettings, position: int):
         if close.any():
             k = np.flatnonzero(close)[0]
             i, j = int(centers[k]), int(points[k])
-            what = f"atom {i} ({structure[i].species_string}) and " + (
-                "its own periodic image" if i == j else f"atom {j} ({structure[j].species_string})"
+            what = f"atom {i} ({structure.symbol(i)}) and " + (
+                "its own periodic image" if i == j else f"atom {j} ({structure.symbol(j)})"
             )
             raise ValueError(
                 f"input {position}: {what} are {dists[k]:.3f} Å apart, closer than {MIN_DISTANCE} Å; "
@@ -125,7 +137,7 @@ def _check_elements(numbers: np.ndarray, crystal: np.ndarray, structures, start:
     if bad.any():
         first = int(crystal[np.flatnonzero(bad)[0]])
         local = bad[crystal == first]
-        symbols = sorted({structures[first][i].species_string for i in np.flatnonzero(local)})
+        symbols = sorted({structures[first].symbol(i) for i in np.flatnonzero(local)})
         raise ValueError(
             f"input {start + first}: element(s) {', '.join(symbols)} absent from the "
             f"{settings.atom_features.name!r} atom feature table"
@@ -155,7 +167,7 @@ def _select_neighbours(centers, dists, n_atoms: int, settings: GraphSettings):
     return keep, count, shared
 
 
-def _graphs_of_chunk(items, start: int, settings: GraphSettings) -> CrystalGraphs:
+def _graphs_of_chunk(items, start: int, settings: GraphSettings, cif_reader: str = "auto") -> CrystalGraphs:
     """Crystal graphs of consecutive inputs, ranked and packed in one vectorised pass.
 
     Only the neighbour search runs per structure; ordering and selection of
@@ -163,11 +175,11 @@ def _graphs_of_chunk(items, start: int, settings: GraphSettings) -> CrystalGraph
     cost of a dozen small numpy calls per structure would otherwise dominate
     on cells of a few atoms.
     """
-    structures = [as_structure(obj, start + i) for i, obj in enumerate(items)]
+    structures = [_crystal(obj, start + i, cif_reader) for i, obj in enumerate(items)]
     counts = np.fromiter((len(s) for s in structures), dtype=np.int64, count=len(structures))
     offsets = offsets_of(counts)
     crystal = np.repeat(np.arange(len(structures)), counts)
-    numbers = np.fromiter((site.specie.Z for s in structures for site in s), dtype=np.int64, count=offsets[-1])
+    numbers = np.concatenate([s.numbers for s in structures])
     _check_elements(numbers, crystal, structures, start, settings)
 
     lists = [_neighbour_list(s, settings, start + i) for i, s in enumerate(structures)]
@@ -241,6 +253,15 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         text, file paths) are sent to worker processes: for ready-made
         ``Structure``/``Atoms`` objects, shipping them to a worker costs more
         than building their graphs (see ``benchmarks/featurize.py``).
+    cif_reader : {"auto", "pymatgen"}, default="auto"
+        Who reads CIF text and ``.cif`` files. ``"auto"``: gemmi, for the
+        CIFs it represents as pymatgen does (one data block, no symmetry to
+        expand, fully occupied sites of plain element symbols: the CIFs of
+        the Materials Project and of most generated data sets), many times
+        faster and with the same graphs (:mod:`skcgcnn.fast_cif`); pymatgen
+        for every other CIF and where gemmi is not installed.
+        ``"pymatgen"``: always pymatgen. Other inputs are read by pymatgen
+        either way.
     verbose : int, default=0
         Show a progress bar when positive.
 
@@ -264,7 +285,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, radius=8.0, max_num_nbr=12, dmin=0.0, step=0.2, atom_features="cgcnn", nbr_rule="shared",
-                 tie_tol=1e-3, n_jobs=None, verbose=0):
+                 tie_tol=1e-3, n_jobs=None, cif_reader="auto", verbose=0):
         self.radius = radius
         self.max_num_nbr = max_num_nbr
         self.dmin = dmin
@@ -273,6 +294,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         self.nbr_rule = nbr_rule
         self.tie_tol = tie_tol
         self.n_jobs = n_jobs
+        self.cif_reader = cif_reader
         self.verbose = verbose
 
     @classmethod
@@ -283,7 +305,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         ----------
         settings : GraphSettings
         **params
-            ``n_jobs``, ``verbose``.
+            ``n_jobs``, ``cif_reader``, ``verbose``.
 
         Returns
         -------
@@ -330,11 +352,13 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
                     f"not with this transformer's {settings.describe()}"
                 )
             return X
+        if self.cif_reader not in CIF_READERS:
+            raise ValueError(f"cif_reader must be one of {CIF_READERS}, got {self.cif_reader!r}")
         items = as_input_list(X)
         n_jobs = capped_jobs(self.n_jobs) if any(isinstance(obj, (str, PathLike)) for obj in items) else None
         chunk = chunk_size(len(items), n_jobs)
         starts = range(0, len(items), chunk)
-        jobs = (delayed(_graphs_of_chunk)(items[s : s + chunk], s, settings) for s in starts)
+        jobs = (delayed(_graphs_of_chunk)(items[s : s + chunk], s, settings, self.cif_reader) for s in starts)
         results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
         if self.verbose:
             results = tqdm(results, total=len(starts), desc="crystal graphs", unit="chunk")

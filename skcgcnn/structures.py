@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ._jobs import capped_jobs
 
-__all__ = ["as_structure", "as_input_list", "as_structure_list"]
+__all__ = ["as_structure", "as_input_list", "as_structure_list", "cif_text"]
 
 _CIF_MARKERS = ("_cell_length_a", "_atom_site_")
 
@@ -88,6 +88,30 @@ def _read_file(path: Path, position: int) -> Structure:
             return Structure.from_file(path)
     except Exception as exc:
         raise ValueError(f"{where}: could not be parsed ({type(exc).__name__}: {exc})") from None
+
+
+def cif_text(obj: Any) -> str | None:
+    """The CIF text that ``obj`` is or names (a ``.cif`` or ``.cif.gz`` file), or None for any other input.
+
+    Parameters
+    ----------
+    obj : any input of :func:`as_structure`
+
+    Returns
+    -------
+    str or None
+    """
+    if isinstance(obj, str) and _text_format(obj) is not None:
+        return obj if _text_format(obj) == "cif" else None
+    if not isinstance(obj, (str, PathLike)):
+        return None
+    path = Path(obj)
+    name = path.name.lower()
+    if not name.endswith((".cif", ".cif.gz")) or not path.is_file():
+        return None
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        return handle.read()
 
 
 def _from_ase(atoms, position: int) -> Structure:
