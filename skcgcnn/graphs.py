@@ -167,6 +167,22 @@ def _select_neighbours(centers, dists, n_atoms: int, settings: GraphSettings):
     return keep, count, shared
 
 
+def _packed(points: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """One integer per pair that sorts as (neighbour index, image) do: the deterministic order after the distance.
+
+    A sort by one key instead of four is the costliest step of a chunk saved twice over.
+    """
+    if not len(points):
+        return points
+    low = (images - images.min(axis=0)).astype(np.int64)
+    base = int(low.max()) + 1
+    if (int(points.max()) + 1) * base**3 >= 2**62:
+        ranks = np.empty(len(points), dtype=np.int64)
+        ranks[np.lexsort((low[:, 2], low[:, 1], low[:, 0], points))] = np.arange(len(points))
+        return ranks
+    return ((points * base + low[:, 0]) * base + low[:, 1]) * base + low[:, 2]
+
+
 def _graphs_of_chunk(items, start: int, settings: GraphSettings, cif_reader: str = "auto") -> CrystalGraphs:
     """Crystal graphs of consecutive inputs, ranked and packed in one vectorised pass.
 
@@ -188,8 +204,7 @@ def _graphs_of_chunk(items, start: int, settings: GraphSettings, cif_reader: str
     points = np.concatenate([p for _, p, _, _ in lists]) + shift
     images = np.concatenate([i for _, _, i, _ in lists]).reshape(-1, 3)
     dists = np.concatenate([d for _, _, _, d in lists])
-    # Deterministic order: by centre, then distance, then neighbour index and image.
-    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], points, dists, centers))
+    order = np.lexsort((_packed(points, images), dists, centers))
     centers, points, dists = centers[order], points[order] - shift[order], dists[order]
     keep, count, shared = _select_neighbours(centers, dists, int(offsets[-1]), settings)
     edge_counts = np.bincount(crystal, weights=count, minlength=len(structures)).astype(np.int64)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,37 @@ def _data_blocks(text: str) -> int:
     return sum(1 for line in text.splitlines() if line.lstrip().lower().startswith("data_"))
 
 
+#: Seconds pymatgen may spend reading one structure before the input is refused. Real files take milliseconds;
+#: some generated CIFs send its parser into a search that never ends.
+PARSE_TIME_LIMIT = 60.0
+
+
+class _Runaway(ValueError):
+    """A read stopped by :func:`_time_limit`; its message is final."""
+
+
+@contextmanager
+def _time_limit(where: str):
+    """Refuse, naming the input, a read that runs past ``PARSE_TIME_LIMIT`` (POSIX main threads; else no limit)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, PARSE_TIME_LIMIT)
+    try:
+        yield
+    except TimeoutError:
+        raise _Runaway(f"{where}: pymatgen's parser ran for more than {PARSE_TIME_LIMIT:g} s and was stopped; "
+                       "check the file (a CIF with inconsistent symmetry or occupancies can do this)") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _from_text(text: str, fmt: str, where: str) -> Structure:
     if fmt == "cif" and _data_blocks(text) > 1:
         raise ValueError(
@@ -36,9 +70,11 @@ def _from_text(text: str, fmt: str, where: str) -> Structure:
     if fmt == "json":
         _check_modules(text, where)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _time_limit(where):
             warnings.simplefilter("ignore")
             return Structure.from_str(text, fmt=fmt)
+    except _Runaway:
+        raise
     except Exception as exc:
         raise ValueError(f"{where}: {fmt.upper()} text could not be parsed ({type(exc).__name__}: {exc})") from None
 
@@ -83,9 +119,11 @@ def _read_file(path: Path, position: int) -> Structure:
         with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
             return _from_text(handle.read(), "json" if ".json" in name else "cif", where)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _time_limit(where):
             warnings.simplefilter("ignore")
             return Structure.from_file(path)
+    except _Runaway:
+        raise
     except Exception as exc:
         raise ValueError(f"{where}: could not be parsed ({type(exc).__name__}: {exc})") from None
 

@@ -173,3 +173,23 @@ def test_structure_json_naming_a_foreign_module_is_refused_unread(tmp_path):
     with pytest.raises(ValueError, match="asks for the module 'this'"):
         transform([tmp_path / "s.json"])
     assert len(transform([json.dumps(nacl.as_dict())])) == 1
+
+
+def test_a_parser_that_runs_away_is_stopped_naming_the_input(monkeypatch, tmp_path):
+    import time
+
+    import skcgcnn.structures
+
+    def endless(*args, **kwargs):
+        time.sleep(30)
+
+    monkeypatch.setattr(skcgcnn.structures, "PARSE_TIME_LIMIT", 0.2)
+    monkeypatch.setattr(Structure, "from_str", endless)
+    monkeypatch.setattr(Structure, "from_file", endless)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"input 1: pymatgen's parser ran for more than 0.2 s and was stopped"):
+        transform([GOOD, GOOD.to(fmt="cif")], cif_reader="pymatgen", n_jobs=1)
+    GOOD.to(filename=str(tmp_path / "POSCAR"), fmt="poscar")
+    with pytest.raises(ValueError, match=r"input 0 \(.*POSCAR\): pymatgen's parser ran for more than 0.2 s"):
+        transform([str(tmp_path / "POSCAR")], n_jobs=1)
+    assert time.perf_counter() - start < 10

@@ -96,3 +96,17 @@ def test_bad_cif_text_keeps_its_message_and_the_reader_is_checked():
         CrystalGraphTransformer().transform(["data_x\n_cell_length_a 4\n_atom_site_fract_x\n"])
     with pytest.raises(ValueError, match="cif_reader must be one of"):
         CrystalGraphTransformer(cif_reader="gemmi").transform([ROUNDED])
+
+
+def test_a_folder_loaded_unparsed_gives_the_graphs_of_its_parsed_structures(tmp_path):
+    from conftest import write_original_layout
+    from skcgcnn.datasets import load_cgcnn_dir
+
+    folder = write_original_layout(tmp_path / "data", *make_ionic_crystals(12, random_state=2))
+    paths, y, ids = load_cgcnn_dir(folder, parse=False)
+    structures, y_parsed, _ = load_cgcnn_dir(folder)
+    assert paths == [str(folder / f"{i}.cif") for i in ids] and np.array_equal(y, y_parsed)
+    fast = CrystalGraphTransformer().transform(paths)
+    parsed = CrystalGraphTransformer().transform(structures)
+    for name in fast.ARRAYS:
+        np.testing.assert_array_equal(getattr(fast, name), getattr(parsed, name), err_msg=name)

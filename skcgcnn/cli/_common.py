@@ -113,7 +113,7 @@ def load_training_data(args, path=None):
                     f"{path} is in the original layout: --target is the 0-based column of id_prop.csv's "
                     f"{n_targets} target(s), {valid}; got {args.target!r}"
                 )
-        X, y, ids = load_cgcnn_dir(path, n_jobs=args.n_jobs, verbose=1)
+        X, y, ids = load_cgcnn_dir(path, parse=False)  # the featurizer reads the files
         if args.target is not None and y.ndim == 2:
             y = y[:, int(args.target)]
         if atom_features is None and (path / "atom_init.json").is_file():

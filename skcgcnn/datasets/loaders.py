@@ -46,7 +46,8 @@ class _text:
 
 
 def load_cgcnn_dir(
-    path: str | PathLike, n_jobs: int | None = None, verbose: int = 0, return_atom_features: bool = False
+    path: str | PathLike, n_jobs: int | None = None, verbose: int = 0, return_atom_features: bool = False,
+    parse: bool = True,
 ):
     """Load a data set in the original CGCNN layout.
 
@@ -67,10 +68,14 @@ def load_cgcnn_dir(
         Also return the folder's ``atom_init.json`` as :class:`AtomFeatures`
         (``None`` when the folder has none), for
         ``CrystalGraphTransformer(atom_features=...)``.
+    parse : bool, default=True
+        Parse the CIF files into structures; ``False`` returns their paths,
+        which :class:`~skcgcnn.CrystalGraphTransformer` reads itself (with
+        its fast CIF path: much faster when only graphs are wanted).
 
     Returns
     -------
-    structures : list of Structure
+    structures : list of Structure (of str, the CIF paths, when ``parse=False``)
     y : ndarray of shape (n_samples,) or (n_samples, n_targets)
         Floats, or strings for class labels.
     ids : list of str
@@ -142,7 +147,7 @@ def load_cgcnn_dir(
             files.append(cif)
     if not ids:
         raise ValueError(f"{table} lists no structures")
-    structures = as_structure_list(files, n_jobs=n_jobs, verbose=verbose)
+    structures = as_structure_list(files, n_jobs=n_jobs, verbose=verbose) if parse else [str(f) for f in files]
     result = (structures, np.asarray(labels) if labels else _target_array(targets), ids)
     if return_atom_features:
         atom_init = folder / "atom_init.json"
