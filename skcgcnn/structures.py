@@ -39,6 +39,10 @@ class _Runaway(ValueError):
     """A read stopped by :func:`_time_limit`; its message is final."""
 
 
+class _Alarm(BaseException):
+    """Raised by the timer inside the parser: not an Exception, so that no ``except Exception`` there keeps it."""
+
+
 @contextmanager
 def _time_limit(where: str):
     """Refuse, naming the input, a read that runs past ``PARSE_TIME_LIMIT`` (POSIX main threads; else no limit)."""
@@ -47,13 +51,13 @@ def _time_limit(where: str):
         return
 
     def stop(signum, frame):
-        raise TimeoutError
+        raise _Alarm
 
     previous = signal.signal(signal.SIGALRM, stop)
     signal.setitimer(signal.ITIMER_REAL, PARSE_TIME_LIMIT)
     try:
         yield
-    except TimeoutError:
+    except _Alarm:
         raise _Runaway(f"{where}: pymatgen's parser ran for more than {PARSE_TIME_LIMIT:g} s and was stopped; "
                        "check the file (a CIF with inconsistent symmetry or occupancies can do this)") from None
     finally:
