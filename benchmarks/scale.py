@@ -7,6 +7,8 @@ stage of each size runs in a fresh process, so that its peak memory is its own:
   --featurize-max crystals, the folder is instead the --featurize-max folder written again as many times as needed
   (reported as ``replicated``: the save is timed, the featurizing rate is the one measured below it).
 * predict: ``iter_graphs`` chunks -> ``predict`` -> rows appended to a CSV.
+* cif_folder (sizes up to 10,000): the crystals written as CIF files into a folder, then ``predict_to_csv`` on it,
+  once with pymatgen's CIF parser and once with the gemmi path (``cif_reader``), in one process (target: 3x).
 
 Memory is reported as the peak resident size of the main process, and the largest resident size of the
 featurizing worker processes sampled after every chunk. The model (default architecture) is trained for one epoch
@@ -33,6 +35,8 @@ import numpy as np
 from common import MP_CSV, RESULTS, emit, hardware, peak_rss_mib, require
 
 STAGES = ("featurize", "predict")
+#: Crystals written as CIF files for the folder-to-predictions stage (run for the sizes up to it).
+CIF_FOLDER_MAX = 10_000
 
 
 def worker_rss_mib() -> float:
@@ -123,6 +127,36 @@ def predict(args) -> dict:
             "rss_before_mib": round(before, 1), "peak_rss_mib": round(peak_rss_mib(), 1)}
 
 
+def cif_to_prediction(args) -> dict:
+    """``predict_to_csv`` on a folder of CIF files, read by pymatgen and by the gemmi path, in one run."""
+    from sklearn.pipeline import Pipeline
+
+    from skcgcnn import CrystalGraphTransformer
+    from skcgcnn.datasets import load_csv
+    from skcgcnn.persistence import load_model
+    from skcgcnn.streaming import predict_to_csv
+
+    texts, _, _ = load_csv(require(args.data), target=None, parse=False, nrows=args.pool)
+    folder = args.work / f"{args.n}.cifs"
+    folder.mkdir(exist_ok=True)
+    for i in range(args.n):
+        (folder / f"c{i}.cif").write_text(texts[i % len(texts)])
+    model = load_model(args.work / "model.skcgcnn")
+    rates = {}
+    for reader in ("pymatgen", "auto"):
+        featurizer = CrystalGraphTransformer.from_settings(model.graph_settings_, n_jobs=args.n_jobs,
+                                                           cif_reader=reader)
+        start = time.perf_counter()
+        predict_to_csv(Pipeline([("graph", featurizer), ("cgcnn", model)]), [folder],
+                       args.work / "cifs.predictions.csv", chunk_size=args.chunk_size, force=True,
+                       report=lambda *a: None)
+        rates[reader] = args.n / (time.perf_counter() - start)
+    shutil.rmtree(folder)
+    return {"stage": "cif_folder_to_predictions", "crystals_per_s_pymatgen": round(rates["pymatgen"], 1),
+            "crystals_per_s": round(rates["auto"], 1), "speedup": round(rates["auto"] / rates["pymatgen"], 2),
+            "target_speedup": 3, "n_jobs": args.n_jobs, "peak_rss_mib": round(peak_rss_mib(), 1)}
+
+
 def train_model(args) -> None:
     from skcgcnn import CGCNNRegressor
     from skcgcnn.datasets import load_csv
@@ -146,19 +180,19 @@ def main():
                         help="folder for the model, the graphs and the predictions (removed at the end)")
     parser.add_argument("--results", type=Path, default=RESULTS / "scale.jsonl",
                         help="file the JSON lines are appended to (default %(default)s)")
-    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--stage", choices=[*STAGES, "cif_folder"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     if args.stage:
-        record = (featurize if args.stage == "featurize" else predict)(args)
+        record = {"featurize": featurize, "predict": predict, "cif_folder": cif_to_prediction}[args.stage](args)
         emit({"benchmark": "scale", "n_crystals": args.n, **record, "chunk_size": args.chunk_size,
               "hardware": hardware()}, args.results)
         return
     args.work.mkdir(parents=True, exist_ok=True)
     train_model(args)
     for n in sorted(args.sizes):
-        for stage in STAGES:
+        for stage in [*STAGES, *(["cif_folder"] if n <= CIF_FOLDER_MAX else [])]:
             command = [sys.executable, __file__, "--stage", stage, "--n", str(n), "--data", str(args.data),
                        "--pool", str(args.pool), "--featurize-max", str(args.featurize_max),
                        "--chunk-size", str(args.chunk_size), "--n-jobs", str(args.n_jobs), "--work", str(args.work),
