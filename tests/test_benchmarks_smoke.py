@@ -39,3 +39,23 @@ def test_the_data_folder_named_by_skcgcnn_data_is_the_one_read(tmp_path):
     assert done.returncode == 1
     assert f"data file {elsewhere / 'perov_5' / 'perov_5_val_test.csv.gz'} not found" in done.stderr
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_cif_reader_comparison_finds_the_same_graphs_and_predictions(tmp_path):
+    import pandas as pd
+    from pymatgen.io.cif import CifWriter
+
+    from skcgcnn.datasets import make_ionic_crystals
+
+    structures, _ = make_ionic_crystals(24, random_state=5)
+    data = tmp_path / "toy" / "toy.csv"
+    data.parent.mkdir()
+    pd.DataFrame({"id": [f"c{i}" for i in range(24)], "cif": [str(CifWriter(s)) for s in structures]}).to_csv(data)
+    results = tmp_path / "cif_paths.jsonl"
+    subprocess.run([sys.executable, "cif_paths.py", "--data", str(data), "--chunk", "10", "--results", str(results)],
+                   cwd=ROOT / "benchmarks", check=True, timeout=600, capture_output=True)
+    record = json.loads(results.read_text().splitlines()[-1])
+    assert record["data"] == "toy" and record["n"] == 24 and record["fast_path"] == 24
+    for rule in ("shared", "first"):
+        assert record[rule]["chunks_identical"] == "3 of 3"
+        assert record[rule]["max_distance_difference"] == 0 and record[rule]["max_relative_prediction_difference"] == 0
