@@ -72,7 +72,6 @@ SYMMETRIC = str(CifWriter(NACL, symprec=0.1))
     (_variant("B B2", "Fe2+ B2"), True),  # an oxidation state: pymatgen orders such species apart
     (_variant("B B2", "He B2"), True),  # no electronegativity: pymatgen's order is not a plain sort
     (_variant("B B2 -0.000001 0.0(1) 0.0 1.0", "B B2 -0.000001 0.0(1) 0.0 0.5"), False),  # partly occupied
-    (_variant("B B2 -0.000001 0.0(1) 0.0", "Mg B2 0.33333 0.666667 0.25"), False),  # one site twice
     (ROUNDED + "\n" + ROUNDED.replace("data_x", "data_y"), False),  # two data blocks
     (_variant("_cell_length_c 5.0", "_cell_length_c ?"), False),
 ])
@@ -83,6 +82,14 @@ def test_what_the_fast_path_does_not_take_goes_to_pymatgen(text, readable):
     else:
         with pytest.raises(ValueError, match="input 0"):
             CrystalGraphTransformer().transform([text])
+
+
+def test_a_site_listed_twice_is_refused_by_either_reader():
+    twice = _variant("B B2 -0.000001 0.0(1) 0.0", "Mg B2 0.33333 0.666667 0.25")
+    with pytest.raises(ValueError, match=r"input 0: atom 0 \(Mg\) and atom 2 \(Mg\) are 0.000 Å apart"):
+        CrystalGraphTransformer().transform([twice])
+    with pytest.raises(ValueError, match="input 0: CIF text could not be parsed"):
+        CrystalGraphTransformer(cif_reader="pymatgen").transform([twice])
 
 
 def test_without_gemmi_every_cif_goes_to_pymatgen(monkeypatch):
