@@ -174,7 +174,8 @@ def _packed(points: np.ndarray, images: np.ndarray) -> np.ndarray:
     """
     if not len(points):
         return points
-    low = (images - images.min(axis=0)).astype(np.int64)
+    low = images.astype(np.int64)
+    low -= low.min(axis=0)
     base = int(low.max()) + 1
     if (int(points.max()) + 1) * base**3 >= 2**62:
         ranks = np.empty(len(points), dtype=np.int64)
