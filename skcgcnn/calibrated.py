@@ -10,6 +10,12 @@ space; the fitted scale, read as a standard deviation (68 % of validation
 errors within it), is the uncertainty of every prediction. Split conformal
 prediction on a separate calibration set then turns it into intervals with
 the asked coverage, narrow where the model is sure and wide where it is not.
+
+A :class:`CalibratedEnsembleClassifier` does the same for labels: its
+probabilities come with the members' spread, and split conformal prediction
+on calibration crystals turns them into prediction sets (one label where the
+model is sure, several where it is not) that hold the true label with the
+asked probability.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import NearestNeighbors
 
-from .ensemble import CGCNNEnsembleRegressor
+from .ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
 
-__all__ = ["CalibratedEnsembleRegressor"]
+__all__ = ["CalibratedEnsembleRegressor", "CalibratedEnsembleClassifier"]
 
 # Share of |error| / std within 1 for a normal error: what makes the fitted scale read as a standard deviation.
 _ONE_SIGMA = 0.6826894921370859
@@ -187,10 +193,113 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
     def interval_half_width(self, confidence_level: float) -> float:
         """Half-width of the interval at ``confidence_level``, in standard deviations (the conformal quantile)."""
         self._check_calibrated()
-        if not 0 < confidence_level < 1:
-            raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level}")
-        n = len(self.calibration_scores_)
-        rank = ceil((n + 1) * confidence_level)
-        if rank > n:
-            raise ValueError(f"{n} calibration crystals are too few for confidence_level={confidence_level}")
-        return float(self.calibration_scores_[rank - 1])
+        return _conformal_quantile(self.calibration_scores_, confidence_level)
+
+
+def _conformal_quantile(scores: np.ndarray, confidence_level: float) -> float:
+    """The split conformal quantile of sorted calibration scores: the ceil((n + 1) level)-th smallest."""
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level}")
+    n = len(scores)
+    rank = ceil((n + 1) * confidence_level)
+    if rank > n:
+        raise ValueError(f"{n} calibration crystals are too few for confidence_level={confidence_level}")
+    return float(scores[rank - 1])
+
+
+class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
+    """A deep ensemble of classifiers with the members' spread and conformal prediction sets.
+
+    Train it as :class:`~skcgcnn.ensemble.CGCNNEnsembleClassifier` (or give
+    it members trained apart, as ``estimators_``), then call
+    :meth:`calibrate` with crystals the members did not train on.
+
+    Parameters
+    ----------
+    estimator, n_estimators, bootstrap, n_jobs, random_state, verbose
+        As in :class:`~skcgcnn.ensemble.CGCNNEnsembleClassifier`.
+
+    Attributes
+    ----------
+    estimators_ : list of CGCNNClassifier
+    classes_ : ndarray
+    calibration_scores_ : ndarray
+        Sorted ``1 - p(true label)`` of the calibration crystals, from which the set of any confidence level
+        follows.
+
+    Examples
+    --------
+    >>> from skcgcnn import CGCNNClassifier
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(80, random_state=0)
+    >>> model = CalibratedEnsembleClassifier(CGCNNClassifier(max_epochs=3), n_estimators=2,
+    ...                                      random_state=0).fit(X[:50], y[:50] < -5)
+    >>> labels, sets = model.calibrate(X[50:], y[50:] < -5).predict_set(X[:3], confidence_level=0.8)
+    >>> sets.shape, bool(sets[np.arange(3), np.searchsorted(model.classes_, labels)].all())
+    ((3, 2), True)
+    """
+
+    def calibrate(self, X_cal, y_cal):
+        """Calibrate the prediction sets on crystals used for nothing else.
+
+        Parameters
+        ----------
+        X_cal : CrystalGraphs or sequence of structures
+        y_cal : array-like of shape (n_crystals,)
+
+        Returns
+        -------
+        self
+        """
+        y_cal = np.asarray(y_cal)
+        unknown = ~np.isin(y_cal, self.classes_)
+        if unknown.any():
+            raise ValueError(f"y_cal holds labels the ensemble was not trained on: {sorted(set(y_cal[unknown]))}")
+        proba = self.predict_proba(X_cal)
+        truth = proba[np.arange(len(y_cal)), np.searchsorted(self.classes_, y_cal)]
+        self.calibration_scores_ = np.sort(1.0 - truth)
+        return self
+
+    def predict_proba(self, X, return_std: bool = False):
+        """Class probabilities averaged over the members and, if asked, their standard deviation across members.
+
+        Parameters
+        ----------
+        X : CrystalGraphs or sequence of structures
+        return_std : bool, default=False
+
+        Returns
+        -------
+        proba : ndarray of shape (n_crystals, n_classes)
+        std : ndarray of shape (n_crystals, n_classes)
+            Only with ``return_std``.
+        """
+        graphs = self.featurize(X)
+        each = np.zeros((len(self.estimators_), len(graphs), len(self.classes_)))
+        for k, member in enumerate(self.estimators_):
+            each[k][:, np.searchsorted(self.classes_, member.classes_)] = member.predict_proba(graphs)
+        return (each.mean(axis=0), each.std(axis=0)) if return_std else each.mean(axis=0)
+
+    def set_threshold(self, confidence_level: float) -> float:
+        """The probability a label needs to enter the set at ``confidence_level`` (one minus the conformal quantile)."""
+        if not hasattr(self, "calibration_scores_"):
+            raise NotFittedError(f"This {type(self).__name__} is not calibrated yet; call calibrate first.")
+        return 1.0 - _conformal_quantile(self.calibration_scores_, confidence_level)
+
+    def predict_set(self, X, confidence_level: float = 0.9):
+        """Most probable labels and conformal prediction sets that hold the true label with the asked probability.
+
+        Parameters
+        ----------
+        X : CrystalGraphs or sequence of structures
+        confidence_level : float, default=0.9
+
+        Returns
+        -------
+        labels : ndarray of shape (n_crystals,)
+        sets : ndarray of bool, shape (n_crystals, n_classes)
+            Which of ``classes_`` each set holds; a set may be empty where no label is probable enough.
+        """
+        threshold = self.set_threshold(confidence_level)
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)], proba >= threshold

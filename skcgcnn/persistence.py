@@ -150,18 +150,20 @@ def _ensemble_record(ensemble, weights: torch.dtype = torch.float32) -> dict:
         record["classes"] = {"values": ensemble.classes_.tolist(), "dtype": ensemble.classes_.dtype.str}
     if hasattr(ensemble, "calibration_scores_"):
         record["calibration"] = {name: torch.from_numpy(np.asarray(getattr(ensemble, name)).copy())
-                                 for name in _CALIBRATION}
-        record["calibration"]["reference_"] = record["calibration"]["reference_"].to(weights)
+                                 for name in _CALIBRATION if hasattr(ensemble, name)}
+        if "reference_" in record["calibration"]:
+            record["calibration"]["reference_"] = record["calibration"]["reference_"].to(weights)
     if hasattr(ensemble, "card_"):
         record["card"] = ensemble.card_
     return record
 
 
 def _is_ensemble(model) -> bool:
-    from .calibrated import CalibratedEnsembleRegressor
+    from .calibrated import CalibratedEnsembleClassifier, CalibratedEnsembleRegressor
     from .ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
 
-    return type(model) in (CGCNNEnsembleRegressor, CGCNNEnsembleClassifier, CalibratedEnsembleRegressor)
+    return type(model) in (CGCNNEnsembleRegressor, CGCNNEnsembleClassifier, CalibratedEnsembleRegressor,
+                           CalibratedEnsembleClassifier)
 
 
 def save_model(model, path, force: bool = False, weights: str = "float32") -> Path:
@@ -361,12 +363,13 @@ def restore_fitted(estimator, graph_settings: GraphSettings, load_weights, targe
 
 
 def _ensemble_from(record: dict, path: Path):
-    from .calibrated import CalibratedEnsembleRegressor
+    from .calibrated import CalibratedEnsembleClassifier, CalibratedEnsembleRegressor
     from .ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
     from .estimators import CGCNNClassifier, CGCNNRegressor
 
     classes = {"CGCNNEnsembleRegressor": CGCNNEnsembleRegressor, "CGCNNEnsembleClassifier": CGCNNEnsembleClassifier,
-               "CalibratedEnsembleRegressor": CalibratedEnsembleRegressor}
+               "CalibratedEnsembleRegressor": CalibratedEnsembleRegressor,
+               "CalibratedEnsembleClassifier": CalibratedEnsembleClassifier}
     if record.get("class") not in classes:
         raise ValueError(f"{path}: unknown ensemble {record.get('class')!r}")
     template = record["template"]
@@ -383,7 +386,8 @@ def _ensemble_from(record: dict, path: Path):
     if "classes" in record:
         ensemble.classes_ = np.array(record["classes"]["values"], dtype=np.dtype(record["classes"]["dtype"]))
     if "calibration" in record:
-        for name in _CALIBRATION:
+        expected = _CALIBRATION if isinstance(ensemble, CalibratedEnsembleRegressor) else ("calibration_scores_",)
+        for name in expected:
             setattr(ensemble, name, record["calibration"][name].float().numpy() if name == "reference_"
                     else record["calibration"][name].numpy())
     if "card" in record:

@@ -236,7 +236,9 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
         An ensemble regressor adds a ``std`` column (the members' spread); a calibrated ensemble
         (:class:`~skcgcnn.calibrated.CalibratedEnsembleRegressor`, such as this project's released models)
         its calibrated standard deviation and the bounds of its conformal interval, ``lower_90`` and
-        ``upper_90`` at the default level.
+        ``upper_90`` at the default level. A :class:`~skcgcnn.calibrated.CalibratedEnsembleClassifier` adds
+        the members' spread of the chosen label's probability (``std``) and the conformal prediction set
+        (``set_90``: its labels joined by ``|``, several where the model is unsure).
     paths : sequence of str or path-like
         Structure files, folders of them, CSV files with CIF text, ASE
         databases (``*.db``).
@@ -288,9 +290,12 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
     outputs = ([f"proba_{c}" for c in net.classes_] if classifier
                else [label] if one else [f"prediction_{k}" for k in range(single.n_outputs_)])
     outputs += (["std"] if one else [f"std_{k}" for k in range(single.n_outputs_)]) if spread else []
-    half_width = net.interval_half_width(confidence_level) if hasattr(net, "calibration_scores_") else None
-    if half_width is not None:
-        outputs += [f"lower_{100 * confidence_level:g}", f"upper_{100 * confidence_level:g}"]
+    calibrated = hasattr(net, "calibration_scores_")
+    # A calibrated regressor's interval half-width in standard deviations; a calibrated classifier's set threshold.
+    cut = (net.set_threshold if classifier else net.interval_half_width)(confidence_level) if calibrated else None
+    if calibrated:
+        outputs += (["std", f"set_{100 * confidence_level:g}"] if classifier
+                    else [f"lower_{100 * confidence_level:g}", f"upper_{100 * confidence_level:g}"])
     header = ["id", *([label] if classifier else []), *outputs, "unseen_elements"]
     record_file = output.with_name(output.name + ".partial.json")
     inputs = [str(Path(raw).resolve()) for raw in paths]
@@ -325,7 +330,7 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
                     todo.append(k)
             if todo:
                 _predict_chunk(net, featurize, [items[k] for k in todo], [ids[k] for k in todo], on_error, strict,
-                               classifier, spread, half_width, partial, errors_file, header, counts)
+                               classifier, spread, cut, partial, errors_file, header, counts)
         repeated = [ident for ident, n in seen.items() if n > 1]
         if repeated:
             warn(f"{count(len(repeated), 'id appears', 'ids appear')} more than once in the inputs (e.g. "
@@ -340,7 +345,7 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
     return counts
 
 
-def _predict_chunk(net, featurize, items, ids, on_error, strict, classifier, spread, half_width, partial,
+def _predict_chunk(net, featurize, items, ids, on_error, strict, classifier, spread, cut, partial,
                    errors_file, header, counts) -> None:
     """Featurize, predict and append one chunk's rows (and its refused inputs)."""
     graphs, good_ids, errors = _graphs_of(featurize, items, ids, on_error)
@@ -354,17 +359,24 @@ def _predict_chunk(net, featurize, items, ids, on_error, strict, classifier, spr
             graphs = graphs[np.flatnonzero(keep)]
             good_ids = [i for i, k in zip(good_ids, keep) if k]
             unseen = [s for s, k in zip(unseen, keep) if k]
-            if classifier:
+            extra = [[]] * len(good_ids)
+            if classifier and cut is not None:
+                values, std = net.predict_proba(graphs, return_std=True)
+                best = values.argmax(axis=1)
+                extra = [[float(d), "|".join(map(str, net.classes_[row >= cut]))]
+                         for d, row in zip(std[np.arange(len(best)), best], values)]
+                labels = [[label] for label in net.classes_[best]]
+            elif classifier:
                 values = net.predict_proba(graphs)
                 labels = [[label] for label in net.classes_[values.argmax(axis=1)]]
             else:
                 found = net.predict(graphs, return_std=True) if spread else (net.predict(graphs),)
-                if half_width is not None:
-                    found = (*found, found[0] - half_width * found[1], found[0] + half_width * found[1])
+                if cut is not None:
+                    found = (*found, found[0] - cut * found[1], found[0] + cut * found[1])
                 values = np.hstack([np.asarray(v).reshape(len(good_ids), -1) for v in found])
                 labels = [[]] * len(good_ids)
-            rows += [[ident, *label, *value.tolist(), " ".join(symbols)]
-                     for ident, label, value, symbols in zip(good_ids, labels, values, unseen)]
+            rows += [[ident, *label, *value.tolist(), *more, " ".join(symbols)]
+                     for ident, label, value, more, symbols in zip(good_ids, labels, values, extra, unseen)]
             counts["unseen"] += sum(bool(s) for s in unseen)
     if rows:
         _append(partial, rows, header)

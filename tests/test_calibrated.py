@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from conftest import FAST
-from skcgcnn import CGCNNRegressor
-from skcgcnn.calibrated import CalibratedEnsembleRegressor
+from skcgcnn import CGCNNClassifier, CGCNNRegressor
+from skcgcnn.calibrated import CalibratedEnsembleClassifier, CalibratedEnsembleRegressor
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.persistence import load_model, save_model
 from skcgcnn.registry import RELEASED, model_path
@@ -60,6 +60,36 @@ def test_a_model_file_keeps_the_calibration_and_the_streamed_columns_agree(tmp_p
     assert list(table.columns) == ["id", "prediction", "std", "lower_90", "upper_90", "unseen_elements"]
     pred, interval = read.predict_interval([cifs / f"{i}.cif" for i in table.id], confidence_level=0.9)
     np.testing.assert_allclose(table[["lower_90", "upper_90"]].to_numpy(), interval, rtol=1e-5, atol=1e-6)
+
+
+def test_a_calibrated_classifier_gives_conformal_sets_that_survive_its_file_and_the_command_line(tmp_path, data):
+    graphs, y, X = data
+    labels = np.where(y < np.median(y), "deep", "shallow")
+    model = CalibratedEnsembleClassifier(CGCNNClassifier(**FAST), n_estimators=2, random_state=0)
+    model.fit(graphs[:120], labels[:120]).calibrate(graphs[120:170], labels[120:170])
+    proba, std = model.predict_proba(graphs[120:170], return_std=True)
+    truth = proba[np.arange(50), np.searchsorted(model.classes_, labels[120:170])]
+    np.testing.assert_allclose(model.calibration_scores_, np.sort(1 - truth), rtol=1e-6)
+    assert std.shape == (50, 2) and (std >= 0).all()
+    best, sets = model.predict_set(graphs[170:], confidence_level=0.8)
+    assert model.set_threshold(0.8) == pytest.approx(1 - np.sort(1 - truth)[ceil(51 * 0.8) - 1])
+    np.testing.assert_array_equal(sets, model.predict_proba(graphs[170:]) >= model.set_threshold(0.8))
+    assert sets.sum(axis=1).max() <= 2 and list(best) == list(model.predict(graphs[170:]))
+    with pytest.raises(ValueError, match="labels the ensemble was not trained on"):
+        model.calibrate(graphs[:3], ["deep", "deep", "medium"])
+
+    read = load_model(save_model(model, tmp_path / "clf.skcgcnn"))
+    np.testing.assert_allclose(read.calibration_scores_, model.calibration_scores_)
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    for i, structure in enumerate(X[170:180]):
+        structure.to(filename=str(cifs / f"c{i}.cif"))
+    predict_to_csv(read, [cifs], tmp_path / "out.csv", confidence_level=0.8, report=lambda *a: None)
+    table = pd.read_csv(tmp_path / "out.csv", keep_default_na=False).sort_values("id")
+    assert list(table.columns) == ["id", "prediction", "proba_deep", "proba_shallow", "std", "set_80",
+                                   "unseen_elements"]
+    _, expected = read.predict_set([cifs / f"{i}.cif" for i in table.id], confidence_level=0.8)
+    assert list(table.set_80) == ["|".join(model.classes_[row]) for row in expected]
 
 
 def test_calibration_needs_two_members_and_an_interval_needs_enough_crystals(model, data):

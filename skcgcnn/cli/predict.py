@@ -35,8 +35,9 @@ def add_parsers(sub) -> None:
     predict.add_argument("--resume", action="store_true",
                          help="continue an interrupted run from OUTPUT.partial, skipping the ids written")
     predict.add_argument("--confidence", type=float, default=0.9,
-                         help="level of the intervals (columns lower_90, upper_90 at the default) that models "
-                              "with calibrated uncertainty, such as this project's released ones, write")
+                         help="level of the intervals (columns lower_90, upper_90 at the default) or prediction sets "
+                              "(column set_90) that models with calibrated uncertainty, such as this project's "
+                              "released ones, write")
     predict.add_argument("--on-error", choices=["stop", "skip"], default="stop",
                          help="a structure that cannot be read stops the run, or is listed in OUTPUT.errors.csv")
     predict.set_defaults(func=run)
