@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 
 from common import RESULTS, emit, hardware, require
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
@@ -161,49 +162,36 @@ def main():
 
 def assemble(args, graphs, texts, y, rows, part, unit) -> None:
     """The released model from the trained members: calibrated, scored on the test part, written with its card."""
-    from scipy.stats import spearmanr
-
-    from skcgcnn.calibrated import CalibratedEnsembleRegressor
     from skcgcnn.persistence import load_model
-    from skcgcnn.pretrained import load
 
     files = sorted((MEMBERS / args.task).glob("member-*.skcgcnn"), key=lambda f: int(f.stem.split("-")[1]))
     if len(files) < 2:
         sys.exit(f"{args.task}: {len(files)} members trained; an ensemble needs two or more")
-    model = CalibratedEnsembleRegressor(n_estimators=len(files))
-    model.estimators_ = [load_model(f) for f in files]
-    model.graph_settings_ = model.estimators_[0].graph_settings_
     by_part = {name: (graphs[rows[part == name]], y[part == name]) for name in PARTS}
-    model.calibrate(by_part["train"][0], *by_part["val"], *by_part["calibration"])
     name, prop, old = NAMES[args.task]
     target = RELEASED / f"{name}.skcgcnn"
-    # Half-precision weights keep the family within its size budget: the rounded members are calibrated again,
-    # and what is scored is the file as read back.
-    save_model(model, target, force=True, weights="float16")
-    model = load_model(target).calibrate(by_part["train"][0], *by_part["val"], *by_part["calibration"])
-    save_model(model, target, force=True, weights="float16")
-    model = load_model(target)
-    X_test, y_test = by_part["test"]
-    mean, std = model.predict(X_test, return_std=True)
-    error = np.abs(mean - y_test)
-    _, interval = model.predict_interval(X_test, confidence_level=0.9)
-    inside = (interval[:, 0] <= y_test) & (y_test <= interval[:, 1])
-    fifths = [round(float(inside[chunk].mean()), 3) for chunk in np.array_split(np.argsort(std), 5)]
-    members = [float(np.mean(np.abs(m.predict(X_test) - y_test))) for m in model.estimators_]
-    scores = {"mae": round(float(error.mean()), 5), "member_mae_mean": round(float(np.mean(members)), 5),
-              "spearman_error_std": round(float(spearmanr(error, std).statistic), 3),
-              "coverage_90": round(float(inside.mean()), 3), "coverage_90_by_fifth_of_std": fifths,
-              "width_90_mean": round(float(np.mean(interval[:, 1] - interval[:, 0])), 5)}
+    classification = TASKS[args.task][4] == "roc_auc"
+    score = _score_classifier if classification else _score_regressor
+    model, scores = score([load_model(f) for f in files], by_part, target)
     if old is not None:
         # The 2018 model reads graphs of the original rule; its test crystals may have been its training crystals.
+        from skcgcnn.pretrained import load
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            old_prediction = load(old).predict([texts[i] for i in rows[part == "test"]])
-        scores["mae_2018_model"] = round(float(np.mean(np.abs(old_prediction - y_test))), 5)
+            old_model = load(old)
+            X_old = [texts[i] for i in rows[part == "test"]]
+            y_test = by_part["test"][1]
+            if classification:  # its class 1 is "metal"
+                scores["roc_auc_2018_model"] = round(float(roc_auc_score(y_test, old_model.predict_proba(X_old)[:, 1])),
+                                                     4)
+            else:
+                scores["mae_2018_model"] = round(float(np.mean(np.abs(old_model.predict(X_old) - y_test))), 5)
     data = Path(TASKS[args.task][0]).parent.name
     card = {"name": name, "property": prop, "target": _target_column(args.task),
             "units": UNITS.get(args.task, unit),
-            **({"units_note": UNITS_NOTE[args.task]} if args.task in UNITS_NOTE else {}), "task": "regression",
+            **({"units_note": UNITS_NOTE[args.task]} if args.task in UNITS_NOTE else {}),
+            "task": "classification" if classification else "regression",
             "data": DATA[data][0], "data_licence": DATA[data][1], "data_folder": data, "split": f"splits/{data}.csv.gz",
             "n_train": int(np.sum(part == "train")), "n_val": int(np.sum(part == "val")),
             "n_calibration": int(np.sum(part == "calibration")), "n_test": int(np.sum(part == "test")),
@@ -220,6 +208,73 @@ def assemble(args, graphs, texts, y, rows, part, unit) -> None:
           "command": "python " + shlex.join(sys.argv)}, args.results)
 
 
+def _by_fifth(values: np.ndarray, order: np.ndarray) -> list[float]:
+    return [round(float(values[chunk].mean()), 3) for chunk in np.array_split(order, 5)]
+
+
+def _score_regressor(members, by_part, target):
+    """A calibrated regression ensemble of ``members``, written as it ships and scored on the test part."""
+    from scipy.stats import spearmanr
+
+    from skcgcnn.calibrated import CalibratedEnsembleRegressor
+    from skcgcnn.persistence import load_model
+
+    model = CalibratedEnsembleRegressor(n_estimators=len(members))
+    model.estimators_ = members
+    model.graph_settings_ = members[0].graph_settings_
+    model.calibrate(by_part["train"][0], *by_part["val"], *by_part["calibration"])
+    # Half-precision weights keep the family within its size budget: the rounded members are calibrated again,
+    # and what is scored is the file as read back.
+    save_model(model, target, force=True, weights="float16")
+    model = load_model(target).calibrate(by_part["train"][0], *by_part["val"], *by_part["calibration"])
+    save_model(model, target, force=True, weights="float16")
+    model = load_model(target)
+    X_test, y_test = by_part["test"]
+    mean, std = model.predict(X_test, return_std=True)
+    error = np.abs(mean - y_test)
+    _, interval = model.predict_interval(X_test, confidence_level=0.9)
+    inside = (interval[:, 0] <= y_test) & (y_test <= interval[:, 1])
+    each = [float(np.mean(np.abs(m.predict(X_test) - y_test))) for m in model.estimators_]
+    return model, {"mae": round(float(error.mean()), 5), "member_mae_mean": round(float(np.mean(each)), 5),
+                   "spearman_error_std": round(float(spearmanr(error, std).statistic), 3),
+                   "coverage_90": round(float(inside.mean()), 3),
+                   "coverage_90_by_fifth_of_std": _by_fifth(inside, np.argsort(std)),
+                   "width_90_mean": round(float(np.mean(interval[:, 1] - interval[:, 0])), 5)}
+
+
+def _score_classifier(members, by_part, target):
+    """A calibrated classification ensemble of ``members`` (sets calibrated on the calibration part), scored."""
+    from scipy.stats import spearmanr
+
+    from skcgcnn.calibrated import CalibratedEnsembleClassifier
+    from skcgcnn.persistence import load_model
+
+    model = CalibratedEnsembleClassifier(n_estimators=len(members))
+    model.estimators_ = members
+    model.graph_settings_ = members[0].graph_settings_
+    model.classes_ = np.unique(np.concatenate([m.classes_ for m in members]))
+    save_model(model, target, force=True, weights="float16")
+    model = load_model(target).calibrate(*by_part["calibration"])
+    save_model(model, target, force=True, weights="float16")
+    model = load_model(target)
+    X_test, y_test = by_part["test"]
+    proba, std = model.predict_proba(X_test, return_std=True)
+    best = proba.argmax(axis=1)
+    wrong = (model.classes_[best] != y_test).astype(float)
+    spread = std[np.arange(len(best)), best]
+    _, sets = model.predict_set(X_test, confidence_level=0.9)
+    inside = sets[np.arange(len(y_test)), np.searchsorted(model.classes_, y_test)].astype(float)
+    positive = list(model.classes_).index(True)
+    each = [float(roc_auc_score(y_test, m.predict_proba(X_test)[:, list(m.classes_).index(True)]))
+            for m in model.estimators_]
+    return model, {"roc_auc": round(float(roc_auc_score(y_test, proba[:, positive])), 4),
+                   "accuracy": round(1 - float(wrong.mean()), 4), "member_roc_auc_mean": round(float(np.mean(each)), 4),
+                   "spearman_error_std": round(float(spearmanr(wrong, spread).statistic), 3),
+                   "coverage_90": round(float(inside.mean()), 3),
+                   "coverage_90_by_fifth_of_std": _by_fifth(inside, np.argsort(spread)),
+                   "set_size_90_mean": round(float(sets.sum(axis=1).mean()), 3)}
+
+
 def _target_column(task: str) -> str:
     """The short name of what the model predicts: the data's column, and how it was transformed."""
     column, transform = TASKS[task][1], TASKS[task][3]
@@ -231,7 +286,10 @@ def _target_column(task: str) -> str:
 def _recipe(task: str) -> dict:
     """How the members were trained, from the record written beside each."""
     runs = [json.loads(f.read_text()) for f in sorted((MEMBERS / task).glob("member-*.json"))]
-    return {"estimator": "CGCNNRegressor() defaults (AdamW, lr 1e-3, cosine schedule, batch 64)",
+    recipe = "AdamW, lr 1e-3, cosine schedule, batch 64"
+    estimator = (f"CGCNNClassifier() defaults ({recipe}, dropout 0.5)" if TASKS[task][4] == "roc_auc"
+                 else f"CGCNNRegressor() defaults ({recipe})")
+    return {"estimator": estimator,
             "epochs": sorted({r["epochs"] for r in runs}), "best_epochs": [r["best_epoch"] for r in runs],
             "commands": sorted({r["command"] for r in runs})}
 

@@ -15,35 +15,51 @@ CARDS = ROOT / "skcgcnn" / "data" / "released" / "cards.json"
 PAGE = ROOT / "docs" / "released_cards.inc"
 
 
-def _card(card: dict) -> list[str]:
+def _scores(card: dict) -> list[str]:
+    """The test and uncertainty lines: MAE and intervals, or ROC-AUC and prediction sets."""
     test, unit = card["test"], card["units"]
-    old = (f"{test['mae_2018_model']:.4g} {unit} (the 2018 model ``{card['model_2018']}`` on the same crystals; it "
-           "may have trained on some of them, which favours it)" if card.get("model_2018") else "none (no 2018 model)")
-    recipe = card["recipe"]
-    lines = [
+    fifths = ", ".join(f"{c:.0%}" for c in test["coverage_90_by_fifth_of_std"])
+    seen = "on the same crystals; it may have trained on some of them, which favours it"
+    if card["task"] == "classification":
+        old = (f"ROC-AUC {test['roc_auc_2018_model']:.4g} (the 2018 model ``{card['model_2018']}`` {seen})"
+               if card.get("model_2018") else "none (no 2018 model)")
+        return [f"- **Test ROC-AUC**: {test['roc_auc']:.4g} (its members alone: {test['member_roc_auc_mean']:.4g}), "
+                f"accuracy {test['accuracy']:.1%}; 2018 model: {old}.",
+                f"- **Uncertainty**: rank correlation (Spearman) of a wrong label and the std of its probability "
+                f"{test['spearman_error_std']:.2f}; 90 % prediction sets hold the true label for "
+                f"{test['coverage_90']:.1%} of the test crystals (by fifth of std, smallest first: {fifths}), "
+                f"{test['set_size_90_mean']:.2f} labels on average."]
+    old = (f"{test['mae_2018_model']:.4g} {unit} (the 2018 model ``{card['model_2018']}`` {seen})"
+           if card.get("model_2018") else "none (no 2018 model)")
+    return [f"- **Test MAE**: {test['mae']:.4g} {unit} (its members alone: {test['member_mae_mean']:.4g}); 2018 "
+            f"model: {old}.",
+            f"- **Uncertainty**: rank correlation (Spearman) of the absolute error and the std "
+            f"{test['spearman_error_std']:.2f}; 90 % intervals cover {test['coverage_90']:.1%} of the test crystals "
+            f"(by fifth of std, smallest first: {fifths}), mean width {test['width_90_mean']:.3g} {unit}."]
+
+
+def _card(card: dict) -> list[str]:
+    unit, recipe = card["units"], card["recipe"]
+    classification = card["task"] == "classification"
+    return [
         f"``{card['name']}``", "-" * (len(card["name"]) + 4), "",
-        f"- **Predicts**: {card['property']}, " + (f"in {unit}" if unit else "dimensionless")
+        f"- **Predicts**: {card['property']}, " + ("a label with its probability" if classification
+                                                   else f"in {unit}" if unit else "dimensionless")
         + (f" ({card['units_note']})" if card.get("units_note") else "")
         + f"; column ``{column_label(card['target'], unit)}`` of ``skcgcnn predict``.",
         f"- **Data**: {card['data']} (``{card['data_folder']}``); {card['data_licence']}.",
         f"- **Split**: ``skcgcnn/data/released/{card['split']}`` (columns ``id``, ``part``): {card['n_train']:,} "
-        f"training, {card['n_val']:,} validation (epoch selection, error model), {card['n_calibration']:,} "
-        f"calibration (intervals), {card['n_test']:,} test crystals; copies of a crystal already in the data set "
-        "are marked ``duplicate`` and used nowhere.",
+        f"training, {card['n_val']:,} validation (epoch selection" + ("" if classification else ", error model")
+        + f"), {card['n_calibration']:,} calibration (" + ("prediction sets" if classification else "intervals")
+        + f"), {card['n_test']:,} test crystals; copies of a crystal already in the data set are marked "
+        "``duplicate`` and used nowhere.",
         f"- **Recipe**: {card['members']} members, {recipe['estimator']}, {', '.join(map(str, recipe['epochs']))} "
         f"epochs each, best validation epoch kept (epochs {', '.join(map(str, recipe['best_epochs']))}). Rebuild: "
         + "; ".join(f"``{c.replace('python release.py', 'python benchmarks/release.py')}``" for c in recipe["commands"])
         + f", then ``python benchmarks/release.py --task {_task(card)} --assemble``.",
-        f"- **Test MAE**: {test['mae']:.4g} {unit} (its members alone: {test['member_mae_mean']:.4g}); 2018 model: "
-        + old + ".",
-        f"- **Uncertainty**: rank correlation (Spearman) of the absolute error and the std "
-        f"{test['spearman_error_std']:.2f}; 90 % intervals cover "
-        f"{test['coverage_90']:.1%} of the test crystals (by fifth of std, smallest first: "
-        + ", ".join(f"{c:.0%}" for c in test["coverage_90_by_fifth_of_std"])
-        + f"), mean width {test['width_90_mean']:.3g} {unit}.",
+        *_scores(card),
         f"- **Cite**: {card['reference']}, and the data's source above.", "",
     ]
-    return lines
 
 
 def _task(card: dict) -> str:
