@@ -42,8 +42,7 @@ def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 NBR_RULES = ("shared", "first")
 
 #: Upper bounds on the settings. Every graph's size grows with them (a cut-off of 1e6 Å or a billion neighbour
-#: slots would take the machine, and a model file states them), while published crystal-graph models stay far
-#: below: the paper used 8 Å and 12 neighbours, its variants up to about 12 Å and 50.
+#: slots would take the machine, and a model file states them), far above the paper's 8 Å and 12 neighbours.
 MAX_RADIUS = 20.0
 MAX_NUM_NBR = 256
 MAX_GAUSSIANS = 1000

@@ -12,6 +12,7 @@ parameters), so that both give the same crystal graphs. Anything else returns No
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -30,7 +31,7 @@ _CELL = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alph
 
 @lru_cache(maxsize=None)
 def _elements() -> tuple[dict[str, int], np.ndarray, np.ndarray]:
-    """Symbol -> Z; electronegativity and rank of the symbol by Z (the keys pymatgen sorts sites by)."""
+    """Symbol -> Z, and by Z the two keys pymatgen sorts sites by: electronegativity, then the symbol's rank."""
     from pymatgen.core.periodic_table import Element
 
     z = {el.symbol: el.Z for el in Element}
@@ -38,8 +39,6 @@ def _elements() -> tuple[dict[str, int], np.ndarray, np.ndarray]:
     rank = np.zeros(max(z.values()) + 1, dtype=np.int64)
     for position, symbol in enumerate(sorted(z)):
         rank[z[symbol]] = position
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen warns about elements without an electronegativity
         for symbol, number in z.items():
@@ -65,8 +64,8 @@ def _is_p1(block) -> bool:
         if name is not None and gemmi.cif.as_string(name).replace(" ", "").lower() not in ("p1", "?", "."):
             return False
     for tag in _GROUP_NUMBERS:
-        number = block.find_value(tag)
-        if number is not None and _number(number) not in (1.0,) and not np.isnan(_number(number)):
+        number = _number(block.find_value(tag))
+        if not (np.isnan(number) or number == 1.0):
             return False
     return True
 
