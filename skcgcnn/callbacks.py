@@ -6,11 +6,12 @@ import copy
 import time
 
 import numpy as np
+import torch
 from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from skorch.callbacks import Callback
 
-__all__ = ["HeldOutScore", "TimeBudget", "StopTraining"]
+__all__ = ["HeldOutScore", "TimeBudget", "StopTraining", "WeightAveraging"]
 
 
 class StopTraining(KeyboardInterrupt):
@@ -131,3 +132,66 @@ class TimeBudget(Callback):
     def on_epoch_end(self, net, **kwargs):
         if time.perf_counter() - self.start_ >= 60 * self.minutes:
             raise StopTraining
+
+
+class WeightAveraging(Callback):
+    """Average the weights of the last epochs and end training with the average.
+
+    Stochastic weight averaging (Izmailov et al., UAI 2018) on the run's own
+    schedule: from the epoch that passes ``start`` of ``max_epochs`` on, the
+    weights after each epoch are added to a running mean; when training
+    ends, the network takes the mean, and one pass over the training
+    crystals in training mode refreshes its batch-normalisation statistics
+    for the averaged weights. Use it without
+    :class:`HeldOutScore`'s ``restore_best``, which would replace the average
+    by one epoch's weights.
+
+    Parameters
+    ----------
+    start : float, default=0.75
+        Share of ``max_epochs`` after which epochs are averaged.
+
+    Attributes
+    ----------
+    n_averaged_ : int
+        Epochs in the mean.
+
+    Examples
+    --------
+    >>> from skcgcnn import CGCNNRegressor
+    >>> from skcgcnn.datasets import make_ionic_crystals
+    >>> X, y = make_ionic_crystals(40, random_state=0)
+    >>> averaging = WeightAveraging(start=0.5)
+    >>> reg = CGCNNRegressor(max_epochs=4, callbacks=[averaging]).fit(X, y)
+    >>> averaging.n_averaged_
+    2
+    """
+
+    def __init__(self, start: float = 0.75):
+        self.start = start
+
+    def on_train_begin(self, net, **kwargs):
+        if not 0 <= self.start < 1:
+            raise ValueError(f"start must lie in [0, 1), got {self.start}")
+        self.mean_, self.n_averaged_ = None, 0
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) <= self.start * net.max_epochs:
+            return
+        weights = {name: p.detach().clone() for name, p in net.module_.named_parameters()}
+        self.n_averaged_ += 1
+        if self.mean_ is None:
+            self.mean_ = weights
+        else:
+            for name, value in weights.items():
+                self.mean_[name] += (value - self.mean_[name]) / self.n_averaged_
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        if self.mean_ is None:
+            return
+        with torch.no_grad():
+            for name, p in net.module_.named_parameters():
+                p.copy_(self.mean_[name])
+            net.forward(X, training=True)  # running batch-norm statistics of the averaged weights
+        net.module_.eval()
+        self.mean_ = None

@@ -241,6 +241,36 @@ def test_time_budget_stops_gracefully(split):
     assert reg.predict(Xt).shape == (len(Xt),)
 
 
+def test_weight_averaging_ends_with_the_mean_of_the_last_epochs_and_fresh_batch_statistics(split):
+    from skorch.callbacks import Callback
+
+    from skcgcnn.callbacks import WeightAveraging
+
+    class Snapshots(Callback):
+        def initialize(self):
+            self.taken = []
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.taken.append({k: v.detach().clone() for k, v in net.module_.named_parameters()})
+
+    X, y, Xt, yt = split
+    snapshots = Snapshots()
+    averaging = WeightAveraging(start=0.5)
+    # the snapshots are taken before the averaging callback adds the epoch
+    reg = CGCNNRegressor(max_epochs=6, random_state=0, callbacks=[snapshots, averaging], **SMALL).fit(X, y)
+    assert averaging.n_averaged_ == 3
+    for name, p in reg.module_.named_parameters():
+        expected = torch.stack([epoch[name] for epoch in snapshots.taken[3:]]).mean(dim=0)
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6)
+    plain = CGCNNRegressor(max_epochs=6, random_state=0, **SMALL).fit(X, y)
+    bn = [k for k in reg.module_.state_dict() if k.endswith("running_mean")][0]
+    assert not torch.equal(reg.module_.state_dict()[bn], plain.module_.state_dict()[bn])
+    assert np.isfinite(reg.predict(Xt)).all()
+    with pytest.raises(ValueError, match="start must lie in"):
+        CGCNNRegressor(max_epochs=1, callbacks=[WeightAveraging(start=1.0)], **SMALL).fit(X, y)
+
+
 def test_bfloat16_precision_learns_and_stays_close_to_float32(split):
     X, y, Xt, yt = split
     full = CGCNNRegressor(max_epochs=40, batch_size=16, random_state=0).fit(X, y)
