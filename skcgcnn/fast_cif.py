@@ -19,7 +19,7 @@ import numpy as np
 
 from .crystals import Crystal
 
-__all__ = ["read_cif"]
+__all__ = ["read_cif", "read_cif_structure"]
 
 _IDENTITY = "x,y,z"
 _SYMOPS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz")
@@ -93,6 +93,49 @@ def _numbers(column) -> np.ndarray:
         return np.array([_number(v) for v in values])
 
 
+def _parse(text: str):
+    """(lattice, fractional coordinates, atomic numbers, labels) in pymatgen's site order, or None."""
+    try:
+        import gemmi
+    except ImportError:
+        return None
+    try:
+        document = gemmi.cif.read_string(text)
+    except (RuntimeError, ValueError):
+        return None
+    if len(document) != 1:
+        return None
+    block = document[0]
+    if not _is_p1(block) or len(block.find_values("_atom_site_attached_hydrogens")):
+        return None
+    cell = [_number(block.find_value(tag)) for tag in _CELL]
+    if not np.isfinite(cell).all():
+        return None
+    table = block.find("_atom_site_", ["type_symbol", "fract_x", "fract_y", "fract_z", "?occupancy", "?label"])
+    n = len(table)
+    if not n:
+        return None
+    z, x, rank = _elements()
+    symbols = [gemmi.cif.as_string(v) for v in table.column(0)]
+    if not all(s in z for s in symbols):  # plain element symbols only: no charges, labels or dummy species
+        return None
+    if table.has_column(4) and not (_numbers(table.column(4)) == 1.0).all():
+        return None
+    frac = np.stack([_numbers(table.column(k)) for k in (1, 2, 3)], axis=1)
+    if not np.isfinite(frac).all():
+        return None
+    # pymatgen sets coordinates within 1e-4 (relative) of 1/3 and 2/3 to them, then wraps them into the cell.
+    frac = np.where(np.abs(frac * 3 - 1) <= 1e-4, 1 / 3, np.where(np.abs(frac * 1.5 - 1) <= 1e-4, 2 / 3, frac))
+    frac -= np.floor(frac)
+    numbers = np.fromiter((z[s] for s in symbols), dtype=np.int64, count=n)
+    electronegativity = x[numbers]
+    if np.isnan(electronegativity).any():
+        return None  # pymatgen's order of sites without an electronegativity is not a plain sort
+    order = np.lexsort((rank[numbers], electronegativity))  # stable: sites of one element stay as listed
+    labels = [gemmi.cif.as_string(v) for v in table.column(5)] if table.has_column(5) else symbols
+    return _lattice(*cell), frac[order], numbers[order], [labels[i] for i in order]
+
+
 def read_cif(text: str) -> Crystal | None:
     """The crystal of CIF text, read by gemmi, or None where pymatgen must read it.
 
@@ -115,42 +158,31 @@ def read_cif(text: str) -> Crystal | None:
     >>> crystal.numbers.tolist(), crystal.cart_coords[1].round(2).tolist()
     ([11, 17], [2.82, 2.82, 2.82])
     """
-    try:
-        import gemmi
-    except ImportError:
+    parsed = _parse(text)
+    if parsed is None:
         return None
-    try:
-        document = gemmi.cif.read_string(text)
-    except (RuntimeError, ValueError):
+    lattice, frac, numbers, _ = parsed
+    return Crystal(lattice, np.dot(frac, lattice), numbers, np.ones(3, dtype=bool))
+
+
+def read_cif_structure(text: str):
+    """The pymatgen structure of CIF text, read by gemmi, or None where pymatgen must read it (see :func:`read_cif`).
+
+    The structure equals what ``Structure.from_str(text, fmt="cif")`` gives: lattice, species, fractional
+    coordinates and site labels, in the same order.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    Structure or None
+    """
+    parsed = _parse(text)
+    if parsed is None:
         return None
-    if len(document) != 1:
-        return None
-    block = document[0]
-    if not _is_p1(block) or len(block.find_values("_atom_site_attached_hydrogens")):
-        return None
-    cell = [_number(block.find_value(tag)) for tag in _CELL]
-    if not np.isfinite(cell).all():
-        return None
-    table = block.find("_atom_site_", ["type_symbol", "fract_x", "fract_y", "fract_z", "?occupancy"])
-    n = len(table)
-    if not n:
-        return None
-    z, x, rank = _elements()
-    symbols = [gemmi.cif.as_string(v) for v in table.column(0)]
-    if not all(s in z for s in symbols):  # plain element symbols only: no charges, labels or dummy species
-        return None
-    if table.has_column(4) and not (_numbers(table.column(4)) == 1.0).all():
-        return None
-    frac = np.stack([_numbers(table.column(k)) for k in (1, 2, 3)], axis=1)
-    if not np.isfinite(frac).all():
-        return None
-    # pymatgen sets coordinates within 1e-4 (relative) of 1/3 and 2/3 to them, then wraps them into the cell.
-    frac = np.where(np.abs(frac * 3 - 1) <= 1e-4, 1 / 3, np.where(np.abs(frac * 1.5 - 1) <= 1e-4, 2 / 3, frac))
-    frac -= np.floor(frac)
-    numbers = np.fromiter((z[s] for s in symbols), dtype=np.int64, count=n)
-    electronegativity = x[numbers]
-    if np.isnan(electronegativity).any():
-        return None  # pymatgen's order of sites without an electronegativity is not a plain sort
-    order = np.lexsort((rank[numbers], electronegativity))  # stable: sites of one element stay as listed
-    lattice = _lattice(*cell)
-    return Crystal(lattice, np.dot(frac[order], lattice), numbers[order], np.ones(3, dtype=bool))
+    from pymatgen.core import Lattice, Structure
+
+    lattice, frac, numbers, labels = parsed
+    return Structure(Lattice(lattice), [int(n) for n in numbers], frac, labels=labels)

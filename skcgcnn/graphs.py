@@ -64,7 +64,8 @@ def _crystal(obj, position: int, cif_reader: str) -> Crystal:
     """The crystal of one input: CIF read by gemmi where it gives pymatgen's structure, else through pymatgen."""
     if cif_reader == "auto" and (text := cif_text(obj)) is not None and (crystal := read_cif(text)) is not None:
         return crystal
-    return Crystal.from_structure(as_structure(obj, position))
+    # Where gemmi could read the input, it did above.
+    return Crystal.from_structure(as_structure(obj, position, cif_reader="pymatgen"))
 
 
 def _neighbour_list(structure: Crystal, settings: GraphSettings, position: int):

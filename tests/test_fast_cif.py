@@ -117,3 +117,17 @@ def test_a_folder_loaded_unparsed_gives_the_graphs_of_its_parsed_structures(tmp_
     parsed = CrystalGraphTransformer().transform(structures)
     for name in fast.ARRAYS:
         np.testing.assert_array_equal(getattr(fast, name), getattr(parsed, name), err_msg=name)
+
+
+def test_structures_read_by_gemmi_are_the_ones_pymatgen_reads():
+    from skcgcnn.fast_cif import read_cif_structure
+    from skcgcnn.structures import as_structure
+
+    structures, _ = make_ionic_crystals(20, random_state=3)
+    for text in [str(CifWriter(s)) for s in structures] + [str(CifWriter(MIXED)), ROUNDED]:
+        fast, slow = read_cif_structure(text), as_structure(text, cif_reader="pymatgen")
+        assert fast is not None and as_structure(text).frac_coords.tolist() == fast.frac_coords.tolist()
+        np.testing.assert_array_equal(fast.lattice.matrix, slow.lattice.matrix)
+        np.testing.assert_array_equal(fast.frac_coords, slow.frac_coords)
+        assert [site.species for site in fast] == [site.species for site in slow] and fast.labels == slow.labels
+    assert read_cif_structure(SYMMETRIC) is None
