@@ -140,11 +140,10 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads child processes from /proc")
 def test_sigterm_while_featurizing_in_parallel_ends_the_command_and_its_workers(tmp_path, crystals):
-    from pymatgen.io.cif import CifWriter
-
-    cifs = [str(CifWriter(s)) for s in crystals[0]] * 80
-    pd.DataFrame({"id": [f"c{i}" for i in range(len(cifs))], "cif": cifs,
-                  "y": np.resize(crystals[1], len(cifs))}).to_csv(tmp_path / "many.csv", index=False)
+    # POSCAR text: pymatgen reads it, slowly enough for the signal to arrive while the workers parse
+    texts = [s.to(fmt="poscar") for s in crystals[0]] * 80
+    pd.DataFrame({"id": [f"c{i}" for i in range(len(texts))], "cif": texts,
+                  "y": np.resize(crystals[1], len(texts))}).to_csv(tmp_path / "many.csv", index=False)
     command = [sys.executable, "-m", "skcgcnn", "fit", str(tmp_path / "many.csv"), "--target", "y",
                "-o", str(tmp_path / "run"), "--n-jobs", "2", "--epochs", "1", *SMALL]
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
