@@ -129,7 +129,7 @@ def test_messages_name_what_is_missing_and_what_comes_close(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("skcgcnn 0.")
     assert main(["predict", "band-gpa", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "did you mean 'band-gap'?" in err and "skcgcnn models" in err
+    assert "did you mean 'band-gap' or 'mp-band-gap'?" in err and "skcgcnn models" in err
     assert main(["fit", str(tmp_path / "nothere.csv")]) == 2
     assert f"{tmp_path / 'nothere.csv'} does not exist" in capsys.readouterr().err
     (tmp_path / "data.csv").write_text("id,cif,band_gap,efermi\n")
