@@ -210,9 +210,8 @@ def _conformal_quantile(scores: np.ndarray, confidence_level: float) -> float:
 class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
     """A deep ensemble of classifiers with the members' spread and conformal prediction sets.
 
-    Train it as :class:`~skcgcnn.ensemble.CGCNNEnsembleClassifier` (or give
-    it members trained apart, as ``estimators_``), then call
-    :meth:`calibrate` with crystals the members did not train on.
+    Made as :class:`CalibratedEnsembleRegressor` is; :meth:`calibrate` needs
+    only the calibration crystals.
 
     Parameters
     ----------
