@@ -148,10 +148,6 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         self._neighbours = NearestNeighbors(n_neighbors=min(self.n_neighbors, len(self.reference_)))
         self._neighbours.fit(self.reference_)
 
-    def _check_calibrated(self) -> None:
-        if not hasattr(self, "calibration_scores_"):
-            raise NotFittedError(f"This {type(self).__name__} is not calibrated yet; call calibrate first.")
-
     def predict(self, X, return_std: bool = False):
         """Mean prediction of the members and, if asked, its calibrated standard deviation.
 
@@ -169,7 +165,7 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         """
         if not return_std:
             return super().predict(X)
-        self._check_calibrated()
+        _check_calibrated(self)
         mean, spread, distance = self._spread_and_distance(self.featurize(X))
         return mean, self._scale(spread, distance)
 
@@ -192,8 +188,13 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
 
     def interval_half_width(self, confidence_level: float) -> float:
         """Half-width of the interval at ``confidence_level``, in standard deviations (the conformal quantile)."""
-        self._check_calibrated()
+        _check_calibrated(self)
         return _conformal_quantile(self.calibration_scores_, confidence_level)
+
+
+def _check_calibrated(model) -> None:
+    if not hasattr(model, "calibration_scores_"):
+        raise NotFittedError(f"This {type(model).__name__} is not calibrated yet; call calibrate first.")
 
 
 def _conformal_quantile(scores: np.ndarray, confidence_level: float) -> float:
@@ -281,8 +282,7 @@ class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
 
     def set_threshold(self, confidence_level: float) -> float:
         """The probability a label needs to enter the set at ``confidence_level`` (one minus the conformal quantile)."""
-        if not hasattr(self, "calibration_scores_"):
-            raise NotFittedError(f"This {type(self).__name__} is not calibrated yet; call calibrate first.")
+        _check_calibrated(self)
         return 1.0 - _conformal_quantile(self.calibration_scores_, confidence_level)
 
     def predict_set(self, X, confidence_level: float = 0.9):
