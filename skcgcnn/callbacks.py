@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from skorch.callbacks import Callback
@@ -173,25 +174,22 @@ class WeightAveraging(Callback):
     def on_train_begin(self, net, **kwargs):
         if not 0 <= self.start < 1:
             raise ValueError(f"start must lie in [0, 1), got {self.start}")
-        self.mean_, self.n_averaged_ = None, 0
+        self.average_, self.n_averaged_ = None, 0
 
     def on_epoch_end(self, net, **kwargs):
         if len(net.history) <= self.start * net.max_epochs:
             return
-        weights = {name: p.detach().clone() for name, p in net.module_.named_parameters()}
-        self.n_averaged_ += 1
-        if self.mean_ is None:
-            self.mean_ = weights
-        else:
-            for name, value in weights.items():
-                self.mean_[name] += (value - self.mean_[name]) / self.n_averaged_
+        if self.average_ is None:
+            self.average_ = AveragedModel(net.module_)
+        self.average_.update_parameters(net.module_)
+        self.n_averaged_ = int(self.average_.n_averaged)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
-        if self.mean_ is None:
+        if self.average_ is None:
             return
         with torch.no_grad():
-            for name, p in net.module_.named_parameters():
-                p.copy_(self.mean_[name])
+            for mine, averaged in zip(net.module_.parameters(), self.average_.module.parameters()):
+                mine.copy_(averaged)
             net.forward(X, training=True)  # running batch-norm statistics of the averaged weights
         net.module_.eval()
-        self.mean_ = None
+        self.average_ = None

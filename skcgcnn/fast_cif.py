@@ -93,8 +93,8 @@ def _numbers(column) -> np.ndarray:
         return np.array([_number(v) for v in values])
 
 
-def _parse(text: str):
-    """(lattice, fractional coordinates, atomic numbers, labels) in pymatgen's site order, or None."""
+def _parse(text: str, with_labels: bool = False):
+    """(lattice, fractional coordinates, atomic numbers, site labels or None) in pymatgen's site order, or None."""
     try:
         import gemmi
     except ImportError:
@@ -132,8 +132,11 @@ def _parse(text: str):
     if np.isnan(electronegativity).any():
         return None  # pymatgen's order of sites without an electronegativity is not a plain sort
     order = np.lexsort((rank[numbers], electronegativity))  # stable: sites of one element stay as listed
-    labels = [gemmi.cif.as_string(v) for v in table.column(5)] if table.has_column(5) else symbols
-    return _lattice(*cell), frac[order], numbers[order], [labels[i] for i in order]
+    labels = None
+    if with_labels:  # a structure's, not the graph builder's
+        listed = [gemmi.cif.as_string(v) for v in table.column(5)] if table.has_column(5) else symbols
+        labels = [listed[i] for i in order]
+    return _lattice(*cell), frac[order], numbers[order], labels
 
 
 def read_cif(text: str) -> Crystal | None:
@@ -179,7 +182,7 @@ def read_cif_structure(text: str):
     -------
     Structure or None
     """
-    parsed = _parse(text)
+    parsed = _parse(text, with_labels=True)
     if parsed is None:
         return None
     from pymatgen.core import Lattice, Structure
