@@ -8,7 +8,9 @@ validation, calibration and test share what remains equally.
 
 Members are trained one per seed, each keeping its best validation epoch, and written as model files to
 ``benchmarks/release/<task>/member-<seed>.skcgcnn``; a member already there is skipped, so a long family is
-built over several runs, each committing what it finished.
+built over several runs, each committing what it finished. A member longer than one run trains with
+``--minutes``: it stops after the epoch that exhausts them, leaving its checkpoint in the run folder
+``benchmarks/release/<task>/run-<seed>/`` (commit it), and the same command continues it where it stopped.
 
 ``--assemble`` makes the released model from the members found: a
 :class:`skcgcnn.calibrated.CalibratedEnsembleRegressor` whose error model is fitted on the validation part and
@@ -17,6 +19,7 @@ the same property on the same crystals, and written to ``skcgcnn/data/released/<
 (also kept in ``skcgcnn/data/released/cards.json``).
 
     python benchmarks/release.py --task bulk_modulus --seeds 0 1 2 3 4 --epochs 120
+    python benchmarks/release.py --task formation_energy --seeds 0 --epochs 100 --minutes 100
     python benchmarks/release.py --task bulk_modulus --assemble
 """
 
@@ -37,10 +40,12 @@ from sklearn.metrics import roc_auc_score
 
 from common import RESULTS, emit, hardware, require
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
-from skcgcnn.callbacks import HeldOutScore
+from skcgcnn.callbacks import TimeBudget
+from skcgcnn.checkpointing import run_callbacks
 from skcgcnn.datasets import load_csv
 from skcgcnn.leakage import find_duplicates
 from skcgcnn.persistence import save_model
+from skcgcnn.runs import RunFolder
 from table1 import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +113,9 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--n-jobs", type=int, default=2, help="processes for featurizing")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training time of each member in this run; an unfinished member is continued by the "
+                             "next run from its checkpoint")
     parser.add_argument("--assemble", action="store_true",
                         help="make the released model from the members trained so far, calibrate and score it")
     parser.add_argument("--results", type=Path, default=RESULTS / "release.jsonl",
@@ -140,24 +148,49 @@ def main():
     out = MEMBERS / args.task
     for seed in args.seeds:
         target = out / f"member-{seed}.skcgcnn"
-        if target.exists():
-            continue
-        held_out = HeldOutScore(graphs[val], y_val, scoring="roc_auc" if metric == "roc_auc" else None)
-        net = cls(max_epochs=args.epochs, device=args.device, random_state=seed, callbacks=[("held_out", held_out)])
-        start = time.perf_counter()
-        net.fit(graphs[train], y_train)
-        train_s = time.perf_counter() - start
-        if net.interrupted_:
-            sys.exit(f"member {seed} was interrupted; nothing written")
-        save_model(net, target)
-        scores = net.history[:, "held_out_score"]
-        record = {"benchmark": "release", "task": args.task, "seed": seed, "unit": unit, "n_train": len(train),
-                  "n_val": len(val), "epochs": args.epochs, "best_epoch": int(np.argmax(scores)) + 1,
-                  "val_score": round(float(np.max(scores)), 5), "train_s": round(train_s, 1),
-                  "file_kib": round(target.stat().st_size / 1024, 1), "device": args.device,
-                  "hardware": hardware(args.device), "command": "python " + shlex.join(sys.argv)}
-        target.with_suffix(".json").write_text(json.dumps(record) + "\n")
-        emit(record, args.results)
+        if not target.exists():
+            train_member(args, cls, seed, target, graphs[train], y_train, graphs[val], y_val, unit)
+
+
+def train_member(args, cls, seed: int, target: Path, X_train, y_train, X_val, y_val, unit: str) -> None:
+    """Train (or continue) one member in its run folder; write it as a model file once all its epochs are done."""
+    folder_path = target.with_name(f"run-{seed}")
+    if (folder_path / RunFolder.RECORD).exists():
+        folder = RunFolder.open(folder_path)
+        folder.check_checkpoint()
+        if folder.record.get("epochs") != args.epochs:
+            sys.exit(f"{folder_path} trains {folder.record.get('epochs')} epochs, not {args.epochs}; continue it "
+                     "with its own --epochs, or remove it")
+    else:
+        folder = RunFolder.create(folder_path)
+    done = folder.epochs_done()
+    folder.update(status="running", epochs=args.epochs, seed=seed)
+    callbacks = run_callbacks(folder, CrystalGraphTransformer(), X_val, y_val, cls is CGCNNClassifier, args.epochs)
+    if args.minutes is not None:
+        callbacks.append(("budget", TimeBudget(args.minutes)))
+    net = cls(max_epochs=args.epochs, device=args.device, random_state=seed, callbacks=callbacks,
+              callbacks__lr_scheduler=None, callbacks__print_log__keys_ignored=["held_out_score_best"])
+    start = time.perf_counter()
+    net.fit(X_train, y_train, epochs=args.epochs - done)
+    train_s = folder.record.get("train_s", 0.0) + time.perf_counter() - start
+    if net.interrupted_:
+        sys.exit(f"member {seed} was interrupted; its checkpoint of epoch {folder.epochs_done()} is in {folder_path}")
+    if len(net.history) < args.epochs:
+        folder.update(status="paused", train_s=round(train_s, 1))
+        print(f"member {seed}: {len(net.history)} of {args.epochs} epochs done; the same command continues it from "
+              f"{folder_path}", flush=True)
+        return
+    # The best epoch's weights are loaded at the end of training; the file holds no callbacks.
+    save_model(net, target)
+    scores = net.history[:, "held_out_score"]
+    record = {"benchmark": "release", "task": args.task, "seed": seed, "unit": unit, "n_train": len(y_train),
+              "n_val": len(y_val), "epochs": args.epochs, "best_epoch": int(np.argmax(scores)) + 1,
+              "val_score": round(float(np.max(scores)), 5), "train_s": round(train_s, 1),
+              "file_kib": round(target.stat().st_size / 1024, 1), "device": args.device,
+              "hardware": hardware(args.device), "command": "python " + shlex.join(sys.argv)}
+    target.with_suffix(".json").write_text(json.dumps(record) + "\n")
+    folder.discard()
+    emit(record, args.results)
 
 
 def assemble(args, graphs, texts, y, rows, part, unit) -> None:
