@@ -255,11 +255,11 @@ def _score_regressor(members, by_part, target):
     model = CalibratedEnsembleRegressor(n_estimators=len(members))
     model.estimators_ = members
     model.graph_settings_ = members[0].graph_settings_
-    model.calibrate(by_part["train"][0], *by_part["val"], *by_part["calibration"])
+    model.calibrate(*by_part["train"], *by_part["val"], *by_part["calibration"])
     # Half-precision weights keep the family within its size budget: the rounded members are calibrated again,
     # and what is scored is the file as read back.
     save_model(model, target, force=True, weights="float16")
-    model = load_model(target).calibrate(by_part["train"][0], *by_part["val"], *by_part["calibration"])
+    model = load_model(target).calibrate(*by_part["train"], *by_part["val"], *by_part["calibration"])
     save_model(model, target, force=True, weights="float16")
     model = load_model(target)
     X_test, y_test = by_part["test"]

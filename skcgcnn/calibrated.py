@@ -1,13 +1,16 @@
-"""Error bars that track the error: an ensemble's spread and its distance to the training crystals, calibrated.
+"""Error bars that track the error: an ensemble's spread and its training neighbours, calibrated.
 
 The spread of a deep ensemble alone ranks errors weakly (docs/benchmarks.md);
 Tran et al. (Mach. Learn.: Sci. Technol. 1, 025006, 2020) found distances in
 CGCNN's own crystal-feature space a better guide. A
-:class:`CalibratedEnsembleRegressor` combines both: on validation crystals it
-fits ``log |error| ≈ a + b·log(spread) + c·log(distance)``, where the distance
-is the mean distance to the nearest training crystals in the members' feature
-space; the fitted scale, read as a standard deviation (68 % of validation
-errors within it), is the uncertainty of every prediction. Split conformal
+:class:`CalibratedEnsembleRegressor` combines three signs of doubt: on
+validation crystals it fits ``log |error| ≈ a + b·log(spread) +
+c·log(distance) + d·log(neighbour spread)``, where the distance is the mean
+distance to the nearest training crystals in the members' feature space and
+the neighbour spread the standard deviation of those crystals' targets (a
+crystal among neighbours whose property varies is hard to place); the fitted
+scale, read as a standard deviation (68 % of validation errors within it),
+is the uncertainty of every prediction. Split conformal
 prediction on a separate calibration set then turns it into intervals with
 the asked coverage, narrow where the model is sure and wide where it is not.
 
@@ -47,8 +50,9 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
     ----------
     estimator, n_estimators, bootstrap, n_jobs, random_state, verbose
         As in :class:`~skcgcnn.ensemble.CGCNNEnsembleRegressor`.
-    n_neighbors : int, default=5
-        Training crystals whose mean distance measures how far an input lies from what the model saw.
+    n_neighbors : int, default=10
+        Nearest training crystals of an input: their mean distance measures how far it lies from what the
+        model saw, the spread of their targets how much its property varies nearby.
     n_components : int, default=16
         Dimensions the feature space is reduced to (principal components of the standardised training
         features) before distances are measured; it keeps the stored training set small.
@@ -58,8 +62,11 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
     estimators_ : list of CGCNNRegressor
     reference_ : ndarray of shape (n_train, n_components)
         The training crystals in the reduced feature space.
-    error_model_ : ndarray of shape (3,)
-        ``a``, ``b``, ``c`` of the scale ``exp(a + b·log(spread) + c·log(distance))``, in target units.
+    reference_targets_ : ndarray of shape (n_train,)
+        Their targets.
+    error_model_ : ndarray of shape (4,)
+        ``a``, ``b``, ``c``, ``d`` of the scale ``exp(a + b·log(spread) + c·log(distance) + d·log(neighbour
+        spread))``, in target units.
     calibration_scores_ : ndarray
         Sorted ``|error| / std`` of the calibration crystals, from which the interval of any confidence level
         is read.
@@ -71,14 +78,14 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
     >>> X, y = make_ionic_crystals(80, random_state=0)
     >>> model = CalibratedEnsembleRegressor(CGCNNRegressor(max_epochs=3), n_estimators=2, random_state=0,
     ...                                     n_components=4).fit(X[:40], y[:40])
-    >>> model = model.calibrate(X[:40], X[40:60], y[40:60], X[60:], y[60:])
+    >>> model = model.calibrate(X[:40], y[:40], X[40:60], y[40:60], X[60:], y[60:])
     >>> pred, interval = model.predict_interval(X[:3], confidence_level=0.8)
     >>> interval.shape, bool((interval[:, 0] < pred).all())
     ((3, 2), True)
     """
 
     def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
-                 random_state=None, verbose=0, n_neighbors: int = 5, n_components: int = 16):
+                 random_state=None, verbose=0, n_neighbors: int = 10, n_components: int = 16):
         super().__init__(estimator=estimator, n_estimators=n_estimators, bootstrap=bootstrap, n_jobs=n_jobs,
                          random_state=random_state, verbose=verbose)
         self.n_neighbors = n_neighbors
@@ -88,28 +95,37 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         """Crystal features averaged over the members."""
         return np.mean([member.transform(graphs) for member in self.estimators_], axis=0)
 
-    def _spread_and_distance(self, graphs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _doubts(self, graphs) -> tuple[np.ndarray, np.ndarray]:
+        """The members' mean prediction and, per crystal, the logarithms of the signs of doubt."""
         predictions = np.stack([member.predict(graphs) for member in self.estimators_])
         if predictions.ndim != 2:
             raise ValueError("a calibrated ensemble predicts one target")
         if getattr(self, "_neighbours", None) is None:  # read from a file: the index is derived, not stored
             self._fit_neighbours()
         reduced = ((self._features(graphs) - self.center_) / self.scale_ @ self.components_.T).astype(np.float32)
-        distance = self._neighbours.kneighbors(reduced)[0].mean(axis=1)
+        distance, nearest = self._neighbours.kneighbors(reduced)
         floor = np.finfo(np.float32).tiny
-        return predictions.mean(axis=0), np.maximum(predictions.std(axis=0), floor), np.maximum(distance, floor)
+        doubts = [np.maximum(predictions.std(axis=0), floor), np.maximum(distance.mean(axis=1), floor)]
+        # Files of the first calibrated ensembles hold no training targets: their error model has two signs.
+        if hasattr(self, "reference_targets_"):
+            # Neighbours of one and the same target would otherwise give log(0); a thousandth of the targets'
+            # spread is "no spread" on any property's scale.
+            least = 1e-3 * max(float(self.reference_targets_.std()), floor)
+            doubts.append(np.maximum(self.reference_targets_[nearest].std(axis=1), least))
+        return predictions.mean(axis=0), np.log(np.column_stack(doubts))
 
-    def _scale(self, spread, distance) -> np.ndarray:
-        a, b, c = self.error_model_
-        return np.exp(a + b * np.log(spread) + c * np.log(distance))
+    def _scale(self, doubts) -> np.ndarray:
+        return np.exp(self.error_model_[0] + doubts @ self.error_model_[1:])
 
-    def calibrate(self, X_train, X_val, y_val, X_cal, y_cal):
+    def calibrate(self, X_train, y_train, X_val, y_val, X_cal, y_cal):
         """Fit the uncertainty on validation crystals and the intervals on calibration crystals.
 
         Parameters
         ----------
         X_train : CrystalGraphs or sequence of structures
-            The members' training crystals (their features are the reference for distances).
+            The members' training crystals (the reference for distances).
+        y_train : array-like of shape (n_train,)
+            Their targets (the reference for the neighbours' spread).
         X_val, y_val
             Held-out crystals that fit the error model (the members may have used them to pick their epoch).
         X_cal, y_cal
@@ -122,25 +138,29 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         if len(getattr(self, "estimators_", [])) < 2:
             raise ValueError("calibration needs a fitted ensemble of two or more members (their spread is a "
                              "feature of the error model)")
-        features = self._features(self.featurize(X_train))
+        graphs = self.featurize(X_train)
+        y_train = np.asarray(y_train, dtype=float)
+        if y_train.shape != (len(graphs),):
+            raise ValueError(f"y_train holds {y_train.shape} targets for {len(graphs)} training crystals")
+        features = self._features(graphs)
         self.center_ = features.mean(axis=0)
         self.scale_ = np.where(features.std(axis=0) > 0, features.std(axis=0), 1.0)
         standard = (features - self.center_) / self.scale_
         components = min(self.n_components, standard.shape[1], len(standard))
         self.components_ = PCA(n_components=components).fit(standard).components_.astype(np.float32)
         self.reference_ = (standard @ self.components_.T).astype(np.float32)
+        self.reference_targets_ = y_train.astype(np.float32)
         self._fit_neighbours()
-        mean, spread, distance = self._spread_and_distance(self.featurize(X_val))
+        mean, doubts = self._doubts(self.featurize(X_val))
         error = np.abs(mean - np.asarray(y_val, dtype=float))
-        logs = np.column_stack([np.log(spread), np.log(distance)])
-        fit = LinearRegression().fit(logs, np.log(np.maximum(error, 1e-3 * error.mean())))
+        fit = LinearRegression().fit(doubts, np.log(np.maximum(error, 1e-3 * error.mean())))
         self.error_model_ = np.array([fit.intercept_, *fit.coef_])
-        self.error_model_[0] += np.log(np.quantile(error / self._scale(spread, distance), _ONE_SIGMA))
-        mean, spread, distance = self._spread_and_distance(self.featurize(X_cal))
+        self.error_model_[0] += np.log(np.quantile(error / self._scale(doubts), _ONE_SIGMA))
+        mean, doubts = self._doubts(self.featurize(X_cal))
         y_cal = np.asarray(y_cal, dtype=float)
         if not np.isfinite(y_cal).all():
             raise ValueError("y_cal holds NaN or infinite values")
-        self.calibration_scores_ = np.sort(np.abs(mean - y_cal) / self._scale(spread, distance))
+        self.calibration_scores_ = np.sort(np.abs(mean - y_cal) / self._scale(doubts))
         return self
 
     def _fit_neighbours(self) -> None:
@@ -161,13 +181,14 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         mean : ndarray of shape (n_crystals,)
         std : ndarray of shape (n_crystals,)
             Only with ``return_std``: the scale within which about 68 % of the validation errors fell,
-            larger for inputs the members disagree on or that lie far from the training crystals.
+            larger for inputs the members disagree on, that lie far from the training crystals, or whose
+            training neighbours' targets vary.
         """
         if not return_std:
             return super().predict(X)
         _check_calibrated(self)
-        mean, spread, distance = self._spread_and_distance(self.featurize(X))
-        return mean, self._scale(spread, distance)
+        mean, doubts = self._doubts(self.featurize(X))
+        return mean, self._scale(doubts)
 
     def predict_interval(self, X, confidence_level: float = 0.9):
         """Predictions and split conformal intervals that hold the truth with the asked probability.

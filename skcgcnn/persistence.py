@@ -38,7 +38,8 @@ __all__ = ["save_model", "load_model", "restore_fitted", "FORMAT", "FORMAT_VERSI
 # What a calibrated ensemble adds to an ensemble's record (arrays stored as tensors).
 # Settings that start processes or a compiler: never taken from a file.
 _MACHINE_SETTINGS = ("n_jobs", "compile", "iterator_train__num_workers", "iterator_valid__num_workers")
-_CALIBRATION = ("center_", "scale_", "components_", "reference_", "error_model_", "calibration_scores_")
+_CALIBRATION = ("center_", "scale_", "components_", "reference_", "reference_targets_", "error_model_",
+                "calibration_scores_")
 _PLAIN = (bool, int, float, str, type(None))
 _PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy", "joblib", "optuna", "pandas")
 
@@ -388,6 +389,8 @@ def _ensemble_from(record: dict, path: Path):
     if "calibration" in record:
         expected = _CALIBRATION if isinstance(ensemble, CalibratedEnsembleRegressor) else ("calibration_scores_",)
         for name in expected:
+            if name == "reference_targets_" and name not in record["calibration"]:
+                continue  # written before the error model read the neighbours' targets
             setattr(ensemble, name, record["calibration"][name].float().numpy() if name == "reference_"
                     else record["calibration"][name].numpy())
     if "card" in record:

@@ -25,7 +25,7 @@ def model(data):
     graphs, y, _ = data
     fitted = CalibratedEnsembleRegressor(CGCNNRegressor(**FAST), n_estimators=3, random_state=0, n_components=8)
     fitted.fit(graphs[:100], y[:100])
-    return fitted.calibrate(graphs[:100], graphs[100:140], y[100:140], graphs[140:180], y[140:180])
+    return fitted.calibrate(graphs[:100], y[:100], graphs[100:140], y[100:140], graphs[140:180], y[140:180])
 
 
 def test_the_interval_is_the_conformal_quantile_of_the_calibration_scores(model, data):
@@ -40,6 +40,36 @@ def test_the_interval_is_the_conformal_quantile_of_the_calibration_scores(model,
     assert len(np.unique(np.round(std_new, 8))) > 1  # the width adapts to each crystal
     inside = (interval[:, 0] <= y[180:]) & (y[180:] <= interval[:, 1])
     assert inside.mean() >= 0.6
+
+
+def test_the_uncertainty_reads_the_spread_the_distance_and_the_neighbours_targets(model, data):
+    graphs, y, _ = data
+    features = np.mean([member.transform(graphs[180:]) for member in model.estimators_], axis=0)
+    reduced = (features - model.center_) / model.scale_ @ model.components_.T
+    gaps = np.linalg.norm(reduced[:, None, :] - model.reference_[None, :, :], axis=2)
+    nearest = np.argsort(gaps, axis=1)[:, :model.n_neighbors]
+    members = np.stack([member.predict(graphs[180:]) for member in model.estimators_])
+    doubts = np.column_stack([members.std(axis=0), np.take_along_axis(gaps, nearest, axis=1).mean(axis=1),
+                              y[:100][nearest].std(axis=1)])
+    _, std = model.predict(graphs[180:], return_std=True)
+    a, *coefficients = model.error_model_
+    np.testing.assert_allclose(std, np.exp(a + np.log(doubts) @ coefficients), rtol=1e-4)
+    assert model.error_model_.shape == (4,)
+    with pytest.raises(ValueError, match="y_train holds"):
+        model.calibrate(graphs[:100], y[:99], graphs[100:140], y[100:140], graphs[140:180], y[140:180])
+
+
+def test_a_file_without_training_targets_keeps_its_two_sign_error_model(tmp_path, model, data):
+    graphs, _, _ = data
+    old = load_model(save_model(model, tmp_path / "new.skcgcnn"))
+    del old.reference_targets_
+    old.error_model_ = old.error_model_[:3]
+    read = load_model(save_model(old, tmp_path / "old.skcgcnn"))
+    assert not hasattr(read, "reference_targets_")
+    _, std = read.predict(graphs[180:], return_std=True)
+    _, expected = old.predict(graphs[180:], return_std=True)
+    np.testing.assert_allclose(std, expected, rtol=1e-6)
+    assert np.isfinite(std).all() and len(np.unique(np.round(std, 8))) > 1
 
 
 def test_a_model_file_keeps_the_calibration_and_the_streamed_columns_agree(tmp_path, model, data):
@@ -97,7 +127,7 @@ def test_calibration_needs_two_members_and_an_interval_needs_enough_crystals(mod
     single = CalibratedEnsembleRegressor(CGCNNRegressor(**FAST), n_estimators=1, random_state=0)
     single.fit(graphs[:40], y[:40])
     with pytest.raises(ValueError, match="two or more members"):
-        single.calibrate(graphs[:40], graphs[40:60], y[40:60], graphs[60:80], y[60:80])
+        single.calibrate(graphs[:40], y[:40], graphs[40:60], y[40:60], graphs[60:80], y[60:80])
     with pytest.raises(ValueError, match="too few for confidence_level=0.99"):
         model.predict_interval(graphs[:2], confidence_level=0.99)
 
