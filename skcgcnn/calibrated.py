@@ -142,6 +142,8 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         y_train = np.asarray(y_train, dtype=float)
         if y_train.shape != (len(graphs),):
             raise ValueError(f"y_train holds {y_train.shape} targets for {len(graphs)} training crystals")
+        if not np.isfinite(y_train).all():
+            raise ValueError("y_train holds NaN or infinite values")
         features = self._features(graphs)
         self.center_ = features.mean(axis=0)
         self.scale_ = np.where(features.std(axis=0) > 0, features.std(axis=0), 1.0)

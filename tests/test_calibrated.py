@@ -55,8 +55,11 @@ def test_the_uncertainty_reads_the_spread_the_distance_and_the_neighbours_target
     a, *coefficients = model.error_model_
     np.testing.assert_allclose(std, np.exp(a + np.log(doubts) @ coefficients), rtol=1e-4)
     assert model.error_model_.shape == (4,)
-    with pytest.raises(ValueError, match="y_train holds"):
+    with pytest.raises(ValueError, match=r"y_train holds \(99,\) targets for 100"):
         model.calibrate(graphs[:100], y[:99], graphs[100:140], y[100:140], graphs[140:180], y[140:180])
+    with pytest.raises(ValueError, match="y_train holds NaN"):
+        model.calibrate(graphs[:100], np.where(np.arange(100) == 3, np.nan, y[:100]), graphs[100:140], y[100:140],
+                        graphs[140:180], y[140:180])
 
 
 def test_a_file_without_training_targets_keeps_its_two_sign_error_model(tmp_path, model, data):
