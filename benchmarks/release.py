@@ -105,6 +105,17 @@ def split_of(data: str, ids: list[str], graphs, texts, max_train: int) -> pd.Dat
     return split
 
 
+def task_rows(task: str, ids: list[str], split: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The task's targets, the rows of its crystals in the data set, and the part of the split each is in."""
+    path, column, query, transform, *_ = TASKS[task]
+    _, y, task_ids = load_csv(path, target=column, query=query, missing="drop", parse=False)
+    if transform is not None:
+        y = transform(y)
+    position = {crystal: i for i, crystal in enumerate(ids)}
+    rows = np.array([position[crystal] for crystal in task_ids])
+    return y, rows, split["part"].to_numpy()[rows]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=list(TASKS), required=True)
@@ -123,7 +134,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    path, column, query, transform, metric, _, published_n, unit = TASKS[args.task]
+    path, *_, metric, _, _, unit = TASKS[args.task]
     # The split covers the whole data set, so that every task of one data set shares it.
     texts, _, ids = load_csv(require(path), target=None, parse=False)
     with warnings.catch_warnings():
@@ -133,12 +144,7 @@ def main():
     split = split_of(path.parent.name, ids, graphs, texts, max_train)
     if split["id"].tolist() != list(ids):
         sys.exit(f"the split file of {path.parent.name} does not list the data set's ids in order")
-    _, y, task_ids = load_csv(path, target=column, query=query, missing="drop", parse=False)
-    if transform is not None:
-        y = transform(y)
-    position = {crystal: i for i, crystal in enumerate(ids)}
-    rows = np.array([position[crystal] for crystal in task_ids])
-    part = split["part"].to_numpy()[rows]
+    y, rows, part = task_rows(args.task, ids, split)
     train, val = rows[part == "train"], rows[part == "val"]
     y_train, y_val = y[part == "train"], y[part == "val"]
     if args.assemble:

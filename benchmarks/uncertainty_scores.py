@@ -39,7 +39,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import NearestNeighbors
 
 from common import RESULTS, emit, hardware, require
-from release import MEMBERS, SPLITS
+from release import MEMBERS, SPLITS, task_rows
 from skcgcnn import CrystalGraphTransformer
 from skcgcnn.datasets import load_csv
 from skcgcnn.persistence import load_model
@@ -50,15 +50,10 @@ PARTS = ("val", "calibration", "test")
 
 def members_on_split(task: str, n_jobs: int):
     """Each part's targets, the members' predictions (members x crystals) and mean crystal features."""
-    path, column, query, transform, *_ = TASKS[task]
+    path = TASKS[task][0]
     texts, _, ids = load_csv(require(path), target=None, parse=False)
     split = pd.read_csv(SPLITS / f"{path.parent.name}.csv.gz", dtype=str, keep_default_na=False)
-    _, y, task_ids = load_csv(path, target=column, query=query, missing="drop", parse=False)
-    if transform is not None:
-        y = transform(y)
-    position = {crystal: i for i, crystal in enumerate(ids)}
-    rows = np.array([position[crystal] for crystal in task_ids])
-    part = split["part"].to_numpy()[rows]
+    y, rows, part = task_rows(task, ids, split)
     files = sorted((MEMBERS / task).glob("member-*.skcgcnn"))
     members = [load_model(f) for f in files]
     out = {}
