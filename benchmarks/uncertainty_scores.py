@@ -8,13 +8,15 @@ standardised on the training crystals, reduced to principal components):
 - ``spread``: the members' standard deviation;
 - ``distance_k<k>_pc<n>``: mean distance to the k nearest training crystals in n components;
 - ``neighbour_target_std``: spread of the 10 nearest training crystals' targets (16 components);
+- ``nearest_target_deviation``: |target of the nearest training crystal - the ensemble's prediction|;
 - ``neighbour_val_error``: mean |error| of the 20 nearest validation crystals (itself left out);
 - ``gp_std``: predictive standard deviation of a Gaussian process fitted to 1,000 training crystals' targets;
 - ``gp_residual_std``: the same of a Gaussian process fitted to the validation residuals;
 - ``fit(...)``: ``log |error|`` fitted on the validation crystals as a linear function of the logs of the named
-  scores (the released models' error model: ``fit(spread, distance_k10_pc16, neighbour_target_std)``; before
-  it, ``fit(spread, distance_k5_pc16)``), or by gradient boosting on the four scores of the last fit and the
-  components (``boosting``).
+  scores (the released models' error model: ``fit(spread, distance_k10_pc16, neighbour_target_std,
+  distance_k1_pc16, nearest_target_deviation)``; before it ``fit(spread, distance_k10_pc16,
+  neighbour_target_std)`` and ``fit(spread, distance_k5_pc16)``), or by gradient boosting on the four scores
+  of ``fit(..., neighbour_val_error)`` and the components (``boosting``).
 
     python benchmarks/uncertainty_scores.py --task band_gap
 """
@@ -89,8 +91,12 @@ def scores(data) -> tuple[dict, dict]:
     gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(z["train"][sample], y_train[sample])
     residual = data["val"][1].mean(axis=0) - data["val"][0]
     gp_residual = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(z["val"], residual)
+    least = 1e-3 * y_train.std()
     for p in PARTS:
-        score[p]["neighbour_target_std"] = y_train[train_index.kneighbors(z[p])[1]].std(axis=1)
+        nearest = train_index.kneighbors(z[p])[1]
+        score[p]["neighbour_target_std"] = np.maximum(y_train[nearest].std(axis=1), least)
+        score[p]["nearest_target_deviation"] = np.maximum(np.abs(y_train[nearest[:, 0]] - data[p][1].mean(axis=0)),
+                                                          least)
         near = val_index.kneighbors(z[p])[1]
         near = near[:, 1:] if p == "val" else near[:, :-1]
         score[p]["neighbour_val_error"] = error["val"][near].mean(axis=1)
@@ -104,12 +110,14 @@ def scores(data) -> tuple[dict, dict]:
     fits = [("spread", "distance_k5_pc16"), ("spread", "distance_k1_pc16"), ("spread", "distance_k1_pc32"),
             ("spread", "distance_k10_pc16", "neighbour_val_error"),
             ("spread", "distance_k10_pc16", "neighbour_target_std"),
-            ("spread", "distance_k10_pc16", "neighbour_target_std", "neighbour_val_error")]
+            ("spread", "distance_k10_pc16", "neighbour_target_std", "neighbour_val_error"),
+            ("spread", "distance_k10_pc16", "neighbour_target_std", "nearest_target_deviation"),
+            ("spread", "distance_k10_pc16", "neighbour_target_std", "distance_k1_pc16", "nearest_target_deviation")]
     for names in fits:
         model = LinearRegression().fit(logs("val", names), target)
         for p in PARTS:
             score[p][f"fit({', '.join(names)})"] = np.exp(model.predict(logs(p, names)))
-    names = fits[-1]
+    names = fits[5]
     boosting = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, min_samples_leaf=40, random_state=0)
     boosting.fit(np.column_stack([logs("val", names), z["val"]]), target)
     for p in PARTS:

@@ -3,16 +3,18 @@
 The spread of a deep ensemble alone ranks errors weakly (docs/benchmarks.md);
 Tran et al. (Mach. Learn.: Sci. Technol. 1, 025006, 2020) found distances in
 CGCNN's own crystal-feature space a better guide. A
-:class:`CalibratedEnsembleRegressor` combines three signs of doubt: on
-validation crystals it fits ``log |error| ≈ a + b·log(spread) +
-c·log(distance) + d·log(neighbour spread)``, where the distance is the mean
-distance to the nearest training crystals in the members' feature space and
-the neighbour spread the standard deviation of those crystals' targets (a
-crystal among neighbours whose property varies is hard to place); the fitted
-scale, read as a standard deviation (68 % of validation errors within it),
-is the uncertainty of every prediction. Split conformal
-prediction on a separate calibration set then turns it into intervals with
-the asked coverage, narrow where the model is sure and wide where it is not.
+:class:`CalibratedEnsembleRegressor` combines five signs of doubt: the
+members' spread; the mean distance to the nearest training crystals in the
+members' feature space; the spread of those crystals' targets (a crystal
+among neighbours whose property varies is hard to place); the distance to
+the single nearest training crystal; and how far that crystal's known value
+lies from the prediction (a near twin with another value warns that the
+model is off). On validation crystals it fits ``log |error|`` as a linear
+function of the signs' logarithms; the fitted scale, read as a standard
+deviation (68 % of validation errors within it), is the uncertainty of
+every prediction. Split conformal prediction on a separate calibration set
+then turns it into intervals with the asked coverage, narrow where the model
+is sure and wide where it is not.
 
 A :class:`CalibratedEnsembleClassifier` does the same for labels: its
 probabilities come with the members' spread, and split conformal prediction
@@ -64,9 +66,10 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         The training crystals in the reduced feature space.
     reference_targets_ : ndarray of shape (n_train,)
         Their targets.
-    error_model_ : ndarray of shape (4,)
-        ``a``, ``b``, ``c``, ``d`` of the scale ``exp(a + b·log(spread) + c·log(distance) + d·log(neighbour
-        spread))``, in target units.
+    error_model_ : ndarray of shape (6,)
+        Intercept and coefficients of the scale ``exp(a + b·log(spread) + c·log(distance) + d·log(neighbour
+        spread) + e·log(nearest distance) + f·log(nearest deviation))``, in target units. A model read from
+        a file of an earlier version holds the first three or four and reads only the first signs.
     calibration_scores_ : ndarray
         Sorted ``|error| / std`` of the calibration crystals, from which the interval of any confidence level
         is read.
@@ -104,18 +107,22 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
             self._fit_neighbours()
         reduced = ((self._features(graphs) - self.center_) / self.scale_ @ self.components_.T).astype(np.float32)
         distance, nearest = self._neighbours.kneighbors(reduced)
-        floor = np.finfo(np.float32).tiny
-        doubts = [np.maximum(predictions.std(axis=0), floor), np.maximum(distance.mean(axis=1), floor)]
+        mean = predictions.mean(axis=0)
+        # A thousandth of a standardised feature's spread is "the same crystal", a thousandth of the targets'
+        # spread "the same value": floors that keep log(0) out of the error model on any property's scale.
+        distance = np.maximum(distance, 1e-3)
+        doubts = [np.maximum(predictions.std(axis=0), np.finfo(np.float32).tiny), distance.mean(axis=1)]
         # Files of the first calibrated ensembles hold no training targets: their error model has two signs.
         if hasattr(self, "reference_targets_"):
-            # Neighbours of one and the same target would otherwise give log(0); a thousandth of the targets'
-            # spread is "no spread" on any property's scale.
-            least = 1e-3 * max(float(self.reference_targets_.std()), floor)
-            doubts.append(np.maximum(self.reference_targets_[nearest].std(axis=1), least))
-        return predictions.mean(axis=0), np.log(np.column_stack(doubts))
+            least = 1e-3 * max(float(self.reference_targets_.std()), np.finfo(np.float32).tiny)
+            targets = self.reference_targets_[nearest]
+            doubts += [np.maximum(targets.std(axis=1), least), distance[:, 0],
+                       np.maximum(np.abs(targets[:, 0] - mean), least)]
+        return mean, np.log(np.column_stack(doubts))
 
     def _scale(self, doubts) -> np.ndarray:
-        return np.exp(self.error_model_[0] + doubts @ self.error_model_[1:])
+        """The error model's scale; a model read from an older file reads only the signs it was fitted on."""
+        return np.exp(self.error_model_[0] + doubts[:, :len(self.error_model_) - 1] @ self.error_model_[1:])
 
     def calibrate(self, X_train, y_train, X_val, y_val, X_cal, y_cal):
         """Fit the uncertainty on validation crystals and the intervals on calibration crystals.
@@ -125,7 +132,7 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         X_train : CrystalGraphs or sequence of structures
             The members' training crystals (the reference for distances).
         y_train : array-like of shape (n_train,)
-            Their targets (the reference for the neighbours' spread).
+            Their targets (the reference for the neighbours' spread and the nearest one's deviation).
         X_val, y_val
             Held-out crystals that fit the error model (the members may have used them to pick their epoch).
         X_cal, y_cal
@@ -183,8 +190,9 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         mean : ndarray of shape (n_crystals,)
         std : ndarray of shape (n_crystals,)
             Only with ``return_std``: the scale within which about 68 % of the validation errors fell,
-            larger for inputs the members disagree on, that lie far from the training crystals, or whose
-            training neighbours' targets vary.
+            larger for inputs the members disagree on, that lie far from the training crystals, whose
+            training neighbours' targets vary, or whose nearest training crystal's value differs from the
+            prediction.
         """
         if not return_std:
             return super().predict(X)

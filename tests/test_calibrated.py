@@ -42,19 +42,25 @@ def test_the_interval_is_the_conformal_quantile_of_the_calibration_scores(model,
     assert inside.mean() >= 0.6
 
 
-def test_the_uncertainty_reads_the_spread_the_distance_and_the_neighbours_targets(model, data):
-    graphs, y, _ = data
-    features = np.mean([member.transform(graphs[180:]) for member in model.estimators_], axis=0)
+def signs_of_doubt(model, graphs, y_train):
+    """The five signs, computed from their definitions by brute force."""
+    features = np.mean([member.transform(graphs) for member in model.estimators_], axis=0)
     reduced = (features - model.center_) / model.scale_ @ model.components_.T
     gaps = np.linalg.norm(reduced[:, None, :] - model.reference_[None, :, :], axis=2)
     nearest = np.argsort(gaps, axis=1)[:, :model.n_neighbors]
-    members = np.stack([member.predict(graphs[180:]) for member in model.estimators_])
-    doubts = np.column_stack([members.std(axis=0), np.take_along_axis(gaps, nearest, axis=1).mean(axis=1),
-                              y[:100][nearest].std(axis=1)])
+    members = np.stack([member.predict(graphs) for member in model.estimators_])
+    return np.column_stack([members.std(axis=0), np.take_along_axis(gaps, nearest, axis=1).mean(axis=1),
+                            y_train[nearest].std(axis=1), gaps.min(axis=1),
+                            np.abs(y_train[nearest[:, 0]] - members.mean(axis=0))])
+
+
+def test_the_uncertainty_reads_the_spread_the_neighbours_and_the_nearest_training_crystal(model, data):
+    graphs, y, _ = data
+    doubts = signs_of_doubt(model, graphs[180:], y[:100])
     _, std = model.predict(graphs[180:], return_std=True)
     a, *coefficients = model.error_model_
     np.testing.assert_allclose(std, np.exp(a + np.log(doubts) @ coefficients), rtol=1e-4)
-    assert model.error_model_.shape == (4,)
+    assert model.error_model_.shape == (6,)
     with pytest.raises(ValueError, match=r"y_train holds \(99,\) targets for 100"):
         model.calibrate(graphs[:100], y[:99], graphs[100:140], y[100:140], graphs[140:180], y[140:180])
     with pytest.raises(ValueError, match="y_train holds NaN"):
@@ -63,7 +69,7 @@ def test_the_uncertainty_reads_the_spread_the_distance_and_the_neighbours_target
 
 
 def test_a_file_without_training_targets_keeps_its_two_sign_error_model(tmp_path, model, data):
-    graphs, _, _ = data
+    graphs, y, _ = data
     old = load_model(save_model(model, tmp_path / "new.skcgcnn"))
     del old.reference_targets_
     old.error_model_ = old.error_model_[:3]
@@ -73,6 +79,18 @@ def test_a_file_without_training_targets_keeps_its_two_sign_error_model(tmp_path
     _, expected = old.predict(graphs[180:], return_std=True)
     np.testing.assert_allclose(std, expected, rtol=1e-6)
     assert np.isfinite(std).all() and len(np.unique(np.round(std, 8))) > 1
+    np.testing.assert_allclose(std, np.exp(old.error_model_[0] + np.log(signs_of_doubt(model, graphs[180:], y[:100])[
+        :, :2]) @ old.error_model_[1:]), rtol=1e-4)
+
+
+def test_a_file_of_the_three_sign_error_model_reads_only_its_three_signs(tmp_path, model, data):
+    graphs, y, _ = data
+    old = load_model(save_model(model, tmp_path / "new.skcgcnn"))
+    old.error_model_ = old.error_model_[:4]
+    read = load_model(save_model(old, tmp_path / "old.skcgcnn"))
+    _, std = read.predict(graphs[180:], return_std=True)
+    doubts = signs_of_doubt(model, graphs[180:], y[:100])[:, :3]
+    np.testing.assert_allclose(std, np.exp(read.error_model_[0] + np.log(doubts) @ read.error_model_[1:]), rtol=1e-4)
 
 
 def test_a_model_file_keeps_the_calibration_and_the_streamed_columns_agree(tmp_path, model, data):
