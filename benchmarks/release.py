@@ -12,14 +12,16 @@ built over several runs, each committing what it finished. A member longer than 
 ``--minutes``: it stops after the epoch that exhausts them, leaving its checkpoint in the run folder
 ``benchmarks/release/<task>/run-<seed>/`` (commit it), and the same command continues it where it stopped.
 
-``--assemble`` makes the released model from the members found: a
+A run asked for two or more seeds assembles the released model once all of them are trained, so one
+command rebuilds a model; ``--assemble`` assembles it from the members found, training nothing. Assembling
+makes a
 :class:`skcgcnn.calibrated.CalibratedEnsembleRegressor` whose error model is fitted on the validation part and
 whose intervals are calibrated on the calibration part; it is scored on the test part, next to the 2018 model of
 the same property on the same crystals, and written to ``skcgcnn/data/released/<name>.skcgcnn`` with its card
 (also kept in ``skcgcnn/data/released/cards.json``).
 
     python benchmarks/release.py --task bulk_modulus --seeds 0 1 2 3 4 --epochs 120
-    python benchmarks/release.py --task formation_energy --seeds 0 --epochs 100 --minutes 100
+    python benchmarks/release.py --task formation_energy --seeds 0 1 2 3 4 --epochs 100 --minutes 100
     python benchmarks/release.py --task bulk_modulus --assemble
 """
 
@@ -128,7 +130,8 @@ def main():
                         help="training time of each member in this run; an unfinished member is continued by the "
                              "next run from its checkpoint")
     parser.add_argument("--assemble", action="store_true",
-                        help="make the released model from the members trained so far, calibrate and score it")
+                        help="make the released model from the members trained so far, calibrate and score it "
+                             "(a run asked for two or more seeds does so once they are all trained)")
     parser.add_argument("--results", type=Path, default=RESULTS / "release.jsonl",
                         help="file the JSON lines are appended to (default %(default)s)")
     args = parser.parse_args()
@@ -156,6 +159,8 @@ def main():
         target = out / f"member-{seed}.skcgcnn"
         if not target.exists():
             train_member(args, cls, seed, target, graphs[train], y_train, graphs[val], y_val, unit)
+    if len(args.seeds) > 1 and all((out / f"member-{seed}.skcgcnn").exists() for seed in args.seeds):
+        assemble(args, graphs, texts, y, rows, part, unit)
 
 
 def train_member(args, cls, seed: int, target: Path, X_train, y_train, X_val, y_val, unit: str) -> None:

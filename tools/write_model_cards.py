@@ -29,13 +29,17 @@ def _scores(card: dict) -> list[str]:
                 f"{test['spearman_error_std']:.2f}; 90 % prediction sets hold the true label for "
                 f"{test['coverage_90']:.1%} of the test crystals (by fifth of std, smallest first: {fifths}), "
                 f"{test['set_size_90_mean']:.2f} labels on average."]
-    old = (f"{test['mae_2018_model']:.4g} {unit} (the 2018 model ``{card['model_2018']}`` {seen})"
+    old = (f"{_in(test['mae_2018_model'], unit)} (the 2018 model ``{card['model_2018']}`` {seen})"
            if card.get("model_2018") else "none (no 2018 model)")
-    return [f"- **Test MAE**: {test['mae']:.4g} {unit} (its members alone: {test['member_mae_mean']:.4g}); 2018 "
+    return [f"- **Test MAE**: {_in(test['mae'], unit)} (its members alone: {test['member_mae_mean']:.4g}); 2018 "
             f"model: {old}.",
             f"- **Uncertainty**: rank correlation (Spearman) of the absolute error and the std "
             f"{test['spearman_error_std']:.2f}; 90 % intervals cover {test['coverage_90']:.1%} of the test crystals "
-            f"(by fifth of std, smallest first: {fifths}), mean width {test['width_90_mean']:.3g} {unit}."]
+            f"(by fifth of std, smallest first: {fifths}), mean width {_in(test['width_90_mean'], unit, 3)}."]
+
+
+def _in(value: float, unit: str, digits: int = 4) -> str:
+    return f"{value:.{digits}g} {unit}".rstrip()
 
 
 def _card(card: dict) -> list[str]:
@@ -55,8 +59,11 @@ def _card(card: dict) -> list[str]:
         "``duplicate`` and used nowhere.",
         f"- **Recipe**: {card['members']} members, {recipe['estimator']}, {', '.join(map(str, recipe['epochs']))} "
         f"epochs each, best validation epoch kept (epochs {', '.join(map(str, recipe['best_epochs']))}). Rebuild: "
-        + "; ".join(f"``{c.replace('python release.py', 'python benchmarks/release.py')}``" for c in recipe["commands"])
-        + f", then ``python benchmarks/release.py --task {_task(card)} --assemble``.",
+        f"``python benchmarks/release.py --task {_task(card)} --seeds {' '.join(map(str, range(card['members'])))} "
+        f"--epochs {max(recipe['epochs'])}`` (trains the members, then calibrates, scores and writes the model; "
+        "``--minutes M`` splits it into runs that each continue where the last stopped). These members were "
+        "trained by " + "; ".join(f"``{c.replace('python release.py', 'python benchmarks/release.py')}``"
+                                  for c in recipe["commands"]) + ".",
         *_scores(card),
         f"- **Cite**: {card['reference']}, and the data's source above.", "",
     ]
