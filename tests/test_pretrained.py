@@ -196,6 +196,8 @@ def test_command_line_lists_and_predicts_with_released_models(tmp_path, capsys):
     listing = capsys.readouterr().out
     for name, entry in MODELS.items():
         assert name in listing and entry.units in listing
+    row = next(line for line in listing.splitlines() if line.startswith("mp-poisson-ratio "))
+    assert row.split()[3] == "-"  # a dimensionless property says so instead of leaving its column blank
     cif = tmp_path / "mp-x.cif"
     cif.write_text(REFERENCE.cif[0])
     out = tmp_path / "out.csv"

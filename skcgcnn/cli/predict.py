@@ -77,7 +77,7 @@ def list_models(args: argparse.Namespace) -> int:
 
     if RELEASED:
         _table([("name", "property", "units", "training crystals", "test (own split)", "90 % intervals/sets cover")]
-               + [(m.name, m.property, m.units, f"{m.n_train:,}", f"{m.metric} {m.test_score:.4g}",
+               + [(m.name, m.property, m.units or "-", f"{m.n_train:,}", f"{m.metric} {m.test_score:.4g}",
                    f"{m.card['test']['coverage_90']:.1%}") for m in RELEASED.values()])
         print("Trained by this project: ensembles with calibrated error bars; split files, recipes and test "
               "figures in their model cards (docs: Released models).\n")
