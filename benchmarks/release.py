@@ -185,6 +185,7 @@ def train_member(args, cls, seed: int, target: Path, X_train, y_train, X_val, y_
     net.fit(X_train, y_train, epochs=args.epochs - done)
     train_s = folder.record.get("train_s", 0.0) + time.perf_counter() - start
     if net.interrupted_:
+        folder.update(status="interrupted", train_s=round(train_s, 1))
         sys.exit(f"member {seed} was interrupted; its checkpoint of epoch {folder.epochs_done()} is in {folder_path}")
     if len(net.history) < args.epochs:
         folder.update(status="paused", train_s=round(train_s, 1))
