@@ -34,7 +34,9 @@ def read_content(path) -> dict:
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: the file is empty")
     with open(path, "rb") as handle:
-        pickled = handle.read(1) == b"\x80"  # the opcode every pickle of protocol 2 or later starts with
+        head = handle.read(2)
+    # every pickle of protocol 2 or later opens with PROTO (0x80) and its protocol number
+    pickled = len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
     try:
         content = load_plain(path)
     except UnreadableFile as exc:

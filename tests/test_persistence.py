@@ -92,7 +92,8 @@ def test_hostile_and_damaged_files_get_one_line_naming_the_file(tmp_path, data):
     torch.save({"model": Hostile()}, tmp_path / "hostile.skcgcnn")
     (tmp_path / "empty.skcgcnn").write_bytes(b"")
     (tmp_path / "cut.skcgcnn").write_bytes(good[: len(good) // 2])
-    (tmp_path / "noise.skcgcnn").write_bytes(os.urandom(3000))
+    (tmp_path / "noise.skcgcnn").write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)))
+    (tmp_path / "noise80.skcgcnn").write_bytes(b"\x80\x99" + os.urandom(3000))
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.skcgcnn")
     newer = torch.load(tmp_path / "good.skcgcnn", weights_only=True)
     newer["format_version"] = FORMAT_VERSION + 1
@@ -103,6 +104,7 @@ def test_hostile_and_damaged_files_get_one_line_naming_the_file(tmp_path, data):
         "empty.skcgcnn": "the file is empty",
         "cut.skcgcnn": "not a skcgcnn model file, or a truncated or damaged one",
         "noise.skcgcnn": "not a skcgcnn model file, or a truncated or damaged one",
+        "noise80.skcgcnn": "not a skcgcnn model file, or a truncated or damaged one",
         "other.skcgcnn": "not a skcgcnn model file",
         "newer.skcgcnn": f"model format version {FORMAT_VERSION + 1} .* upgrade skcgcnn",
         "missing.skcgcnn": "no such model file",
