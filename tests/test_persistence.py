@@ -92,7 +92,7 @@ def test_hostile_and_damaged_files_get_one_line_naming_the_file(tmp_path, data):
     torch.save({"model": Hostile()}, tmp_path / "hostile.skcgcnn")
     (tmp_path / "empty.skcgcnn").write_bytes(b"")
     (tmp_path / "cut.skcgcnn").write_bytes(good[: len(good) // 2])
-    (tmp_path / "noise.skcgcnn").write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)))
+    (tmp_path / "noise.skcgcnn").write_bytes(np.random.default_rng(0).bytes(3000))
     (tmp_path / "noise80.skcgcnn").write_bytes(b"\x80\x99" + os.urandom(3000))
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.skcgcnn")
     newer = torch.load(tmp_path / "good.skcgcnn", weights_only=True)
