@@ -1,4 +1,5 @@
-"""Smoke tests of the benchmark scripts: Table I on a small subset of the real data, when it is present."""
+"""Smoke tests of the benchmark scripts: Table I on a small subset of the real data, when it is present, and
+the released models' assembly on small members."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -59,3 +61,30 @@ def test_the_cif_reader_comparison_finds_the_same_graphs_and_predictions(tmp_pat
     for rule in ("shared", "first"):
         assert record[rule]["chunks_identical"] == "3 of 3"
         assert record[rule]["max_distance_difference"] == 0 and record[rule]["max_relative_prediction_difference"] == 0
+
+
+@pytest.mark.parametrize("classification", [False, True])
+def test_release_assembly_ships_calibrated_ensembles_it_reads_back(classification, ionic_graphs, tmp_path, monkeypatch):
+    """What ``release.py`` runs once members exist, on small members: the file as read back is what is scored."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import release
+
+    from skcgcnn import CGCNNClassifier, CGCNNRegressor
+    from skcgcnn.persistence import load_model
+
+    from conftest import FAST
+
+    graphs, y, _ = ionic_graphs
+    y = y > np.median(y) if classification else y
+    parts = dict(zip(release.PARTS, np.array_split(np.arange(len(y)), [120, 160, 200])))
+    by_part = {name: (graphs[rows], y[rows]) for name, rows in parts.items()}
+    cls = CGCNNClassifier if classification else CGCNNRegressor
+    members = [cls(**FAST, random_state=seed).fit(*by_part["train"]) for seed in (0, 1)]
+    score = release._score_classifier if classification else release._score_regressor
+    model, scores = score(members, by_part, tmp_path / "m.skcgcnn")
+    assert len(load_model(tmp_path / "m.skcgcnn").estimators_) == 2
+    assert 0 <= scores["coverage_90"] <= 1 and len(scores["coverage_90_by_fifth_of_std"]) == 5
+    if classification:
+        assert 0 <= scores["roc_auc"] <= 1 and 1 <= scores["set_size_90_mean"] <= 2
+    else:
+        assert scores["mae"] > 0 and scores["width_90_mean"] > 0
