@@ -179,7 +179,7 @@ def train_member(args, cls, seed: int, target: Path, X_train, y_train, X_val, y_
     callbacks = run_callbacks(folder, CrystalGraphTransformer(), X_val, y_val, cls is CGCNNClassifier, args.epochs)
     if args.minutes is not None:
         callbacks.append(("budget", TimeBudget(args.minutes)))
-    net = cls(max_epochs=args.epochs, device=args.device, random_state=seed, callbacks=callbacks,
+    net = cls(max_epochs=args.epochs, device=args.device, random_state=seed, callbacks=callbacks, verbose=1,
               callbacks__lr_scheduler=None, callbacks__print_log__keys_ignored=["held_out_score_best"])
     start = time.perf_counter()
     net.fit(X_train, y_train, epochs=args.epochs - done)
