@@ -81,7 +81,7 @@ def test_release_assembly_ships_calibrated_ensembles_it_reads_back(classificatio
     cls = CGCNNClassifier if classification else CGCNNRegressor
     members = [cls(**FAST, random_state=seed).fit(*by_part["train"]) for seed in (0, 1)]
     score = release._score_classifier if classification else release._score_regressor
-    model, scores = score(members, by_part, tmp_path / "m.skcgcnn")
+    _, scores = score(members, by_part, tmp_path / "m.skcgcnn")
     assert len(load_model(tmp_path / "m.skcgcnn").estimators_) == 2
     assert 0 <= scores["coverage_90"] <= 1 and len(scores["coverage_90_by_fifth_of_std"]) == 5
     if classification:
