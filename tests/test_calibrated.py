@@ -161,9 +161,17 @@ def test_each_released_model_loads_by_name_and_gives_error_bars(name):
 
     nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     model = load(name)
-    pred, interval = model.predict_interval([nacl, nacl * (2, 1, 1)], confidence_level=0.9)
-    assert np.isfinite(pred).all() and (interval[:, 0] < pred).all() and (pred < interval[:, 1]).all()
-    np.testing.assert_allclose(pred[0], pred[1], rtol=1e-5)  # the supercell is the same crystal
+    if RELEASED[name].task == "classification":
+        proba, std = model.predict_proba([nacl, nacl * (2, 1, 1)], return_std=True)
+        labels, sets = model.predict_set([nacl, nacl * (2, 1, 1)], confidence_level=0.9)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(proba[0], proba[1], rtol=1e-5)  # the supercell is the same crystal
+        assert (std >= 0).all() and not labels.any()  # rock salt is an insulator
+        assert sets[:, list(model.classes_).index(False)].all()
+    else:
+        pred, interval = model.predict_interval([nacl, nacl * (2, 1, 1)], confidence_level=0.9)
+        assert np.isfinite(pred).all() and (interval[:, 0] < pred).all() and (pred < interval[:, 1]).all()
+        np.testing.assert_allclose(pred[0], pred[1], rtol=1e-5)
     assert model.card_["name"] == name and model.card_["split"]
 
 
