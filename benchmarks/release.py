@@ -334,7 +334,7 @@ def _recipe(task: str) -> dict:
     recipe = "AdamW, lr 1e-3, cosine schedule, batch 64"
     estimator = (f"CGCNNClassifier() defaults ({recipe}, dropout 0.5)" if TASKS[task][4] == "roc_auc"
                  else f"CGCNNRegressor() defaults ({recipe})")
-    return {"estimator": estimator,
+    return {"estimator": estimator, "seeds": [r["seed"] for r in runs],
             "epochs": sorted({r["epochs"] for r in runs}), "best_epochs": [r["best_epoch"] for r in runs],
             "commands": sorted({r["command"] for r in runs})}
 

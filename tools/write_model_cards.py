@@ -44,6 +44,7 @@ def _in(value: float, unit: str, digits: int = 4) -> str:
 
 def _card(card: dict) -> list[str]:
     unit, recipe = card["units"], card["recipe"]
+    seeds = recipe.get("seeds", range(card["members"]))  # cards before seeds were recorded: 0 to members - 1
     classification = card["task"] == "classification"
     return [
         f"``{card['name']}``", "-" * (len(card["name"]) + 4), "",
@@ -59,7 +60,7 @@ def _card(card: dict) -> list[str]:
         "``duplicate`` and used nowhere.",
         f"- **Recipe**: {card['members']} members, {recipe['estimator']}, {', '.join(map(str, recipe['epochs']))} "
         f"epochs each, best validation epoch kept (epochs {', '.join(map(str, recipe['best_epochs']))}). Rebuild: "
-        f"``python benchmarks/release.py --task {_task(card)} --seeds {' '.join(map(str, range(card['members'])))} "
+        f"``python benchmarks/release.py --task {_task(card)} --seeds {' '.join(map(str, seeds))} "
         f"--epochs {max(recipe['epochs'])}`` (trains the members, then calibrates, scores and writes the model; "
         "``--minutes M`` splits it into runs that each continue where the last stopped). These members were "
         "trained by " + "; ".join(f"``{c.replace('python release.py', 'python benchmarks/release.py')}``"
