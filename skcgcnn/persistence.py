@@ -40,6 +40,9 @@ __all__ = ["save_model", "load_model", "restore_fitted", "FORMAT", "FORMAT_VERSI
 _MACHINE_SETTINGS = ("n_jobs", "compile", "iterator_train__num_workers", "iterator_valid__num_workers")
 _CALIBRATION = ("center_", "scale_", "components_", "reference_", "reference_targets_", "error_model_",
                 "calibration_scores_")
+_SET_CALIBRATION = ("calibration_scores_", "calibration_bands_", "band_edges_")
+# Absent from files written before the error model read the neighbours' targets, or before sets had bands.
+_ADDED_LATER = ("reference_targets_", "calibration_bands_", "band_edges_")
 _PLAIN = (bool, int, float, str, type(None))
 _PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy", "joblib", "optuna", "pandas")
 
@@ -151,7 +154,7 @@ def _ensemble_record(ensemble, weights: torch.dtype = torch.float32) -> dict:
         record["classes"] = {"values": ensemble.classes_.tolist(), "dtype": ensemble.classes_.dtype.str}
     if hasattr(ensemble, "calibration_scores_"):
         record["calibration"] = {name: torch.from_numpy(np.asarray(getattr(ensemble, name)).copy())
-                                 for name in _CALIBRATION if hasattr(ensemble, name)}
+                                 for name in _CALIBRATION + _SET_CALIBRATION if hasattr(ensemble, name)}
         if "reference_" in record["calibration"]:
             record["calibration"]["reference_"] = record["calibration"]["reference_"].to(weights)
     if hasattr(ensemble, "card_"):
@@ -387,10 +390,10 @@ def _ensemble_from(record: dict, path: Path):
     if "classes" in record:
         ensemble.classes_ = np.array(record["classes"]["values"], dtype=np.dtype(record["classes"]["dtype"]))
     if "calibration" in record:
-        expected = _CALIBRATION if isinstance(ensemble, CalibratedEnsembleRegressor) else ("calibration_scores_",)
+        expected = _CALIBRATION if isinstance(ensemble, CalibratedEnsembleRegressor) else _SET_CALIBRATION
         for name in expected:
-            if name == "reference_targets_" and name not in record["calibration"]:
-                continue  # written before the error model read the neighbours' targets
+            if name in _ADDED_LATER and name not in record["calibration"]:
+                continue
             setattr(ensemble, name, record["calibration"][name].float().numpy() if name == "reference_"
                     else record["calibration"][name].numpy())
     if "card" in record:

@@ -291,8 +291,14 @@ def predict_to_csv(model, paths, output, structure_column: str = "cif", id_colum
                else [label] if one else [f"prediction_{k}" for k in range(single.n_outputs_)])
     outputs += (["std"] if one else [f"std_{k}" for k in range(single.n_outputs_)]) if spread else []
     calibrated = hasattr(net, "calibration_scores_")
-    # A calibrated regressor's interval half-width in standard deviations; a calibrated classifier's set threshold.
-    cut = (net.set_threshold if classifier else net.interval_half_width)(confidence_level) if calibrated else None
+    # A calibrated regressor's interval half-width in standard deviations; a classifier's level, its thresholds
+    # read here so that a level the calibration cannot give fails before any crystal is read.
+    cut = None
+    if calibrated and classifier:
+        net.set_threshold(confidence_level)
+        cut = confidence_level
+    elif calibrated:
+        cut = net.interval_half_width(confidence_level)
     if calibrated:
         outputs += (["std", f"set_{100 * confidence_level:g}"] if classifier
                     else [f"lower_{100 * confidence_level:g}", f"upper_{100 * confidence_level:g}"])
@@ -363,8 +369,9 @@ def _predict_chunk(net, featurize, items, ids, on_error, strict, classifier, spr
             if classifier and cut is not None:
                 values, std = net.predict_proba(graphs, return_std=True)
                 best = values.argmax(axis=1)
-                extra = [[float(d), "|".join(map(str, net.classes_[row >= cut]))]
-                         for d, row in zip(std[np.arange(len(best)), best], values)]
+                sets = net.prediction_sets(values, std, cut)
+                extra = [[float(d), "|".join(map(str, net.classes_[row]))]
+                         for d, row in zip(std[np.arange(len(best)), best], sets)]
                 labels = [[label] for label in net.classes_[best]]
             elif classifier:
                 values = net.predict_proba(graphs)

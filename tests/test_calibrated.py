@@ -116,21 +116,34 @@ def test_a_model_file_keeps_the_calibration_and_the_streamed_columns_agree(tmp_p
 def test_a_calibrated_classifier_gives_conformal_sets_that_survive_its_file_and_the_command_line(tmp_path, data):
     graphs, y, X = data
     labels = np.where(y < np.median(y), "deep", "shallow")
-    model = CalibratedEnsembleClassifier(CGCNNClassifier(**FAST), n_estimators=2, random_state=0)
+    model = CalibratedEnsembleClassifier(CGCNNClassifier(**FAST), n_estimators=2, random_state=0, n_bands=2)
     model.fit(graphs[:120], labels[:120]).calibrate(graphs[120:170], labels[120:170])
     proba, std = model.predict_proba(graphs[120:170], return_std=True)
     truth = proba[np.arange(50), np.searchsorted(model.classes_, labels[120:170])]
+    spread = std[np.arange(50), proba.argmax(axis=1)]
     np.testing.assert_allclose(model.calibration_scores_, np.sort(1 - truth), rtol=1e-6)
     assert std.shape == (50, 2) and (std >= 0).all()
+    unsure = spread > np.median(spread)
+    assert model.band_edges_ == pytest.approx([np.median(spread)]) and unsure.sum() == 25
+    for band, members in enumerate([~unsure, unsure]):
+        expected = 1 - np.sort(1 - truth[members])[ceil(26 * 0.8) - 1]
+        assert model.set_threshold(0.8)[band] == pytest.approx(expected)
+        assert np.mean(truth[members] >= expected) >= 0.8  # the level holds within each band
     best, sets = model.predict_set(graphs[170:], confidence_level=0.8)
-    assert model.set_threshold(0.8) == pytest.approx(1 - np.sort(1 - truth)[ceil(51 * 0.8) - 1])
-    np.testing.assert_array_equal(sets, model.predict_proba(graphs[170:]) >= model.set_threshold(0.8))
-    assert sets.sum(axis=1).max() <= 2 and list(best) == list(model.predict(graphs[170:]))
+    proba, std = model.predict_proba(graphs[170:], return_std=True)
+    band = (std[np.arange(len(proba)), proba.argmax(axis=1)] > model.band_edges_[0]).astype(int)
+    top = np.eye(2, dtype=bool)[proba.argmax(axis=1)]
+    np.testing.assert_array_equal(sets, top | (proba >= model.set_threshold(0.8)[band][:, None]))
+    assert list(best) == list(model.predict(graphs[170:]))
     with pytest.raises(ValueError, match="labels the ensemble was not trained on"):
         model.calibrate(graphs[:3], ["deep", "deep", "medium"])
+    with pytest.raises(ValueError, match="band 0 of the spread holds 25 calibration crystals, too few"):
+        model.set_threshold(0.97)
 
     read = load_model(save_model(model, tmp_path / "clf.skcgcnn"))
     np.testing.assert_allclose(read.calibration_scores_, model.calibration_scores_)
+    np.testing.assert_array_equal(read.calibration_bands_, model.calibration_bands_)
+    np.testing.assert_allclose(read.set_threshold(0.8), model.set_threshold(0.8))
     cifs = tmp_path / "cifs"
     cifs.mkdir()
     for i, structure in enumerate(X[170:180]):
@@ -141,6 +154,28 @@ def test_a_calibrated_classifier_gives_conformal_sets_that_survive_its_file_and_
                                    "unseen_elements"]
     _, expected = read.predict_set([cifs / f"{i}.cif" for i in table.id], confidence_level=0.8)
     assert list(table.set_80) == ["|".join(model.classes_[row]) for row in expected]
+    with pytest.raises(ValueError, match="too few for confidence_level=0.97"):
+        predict_to_csv(read, [cifs], tmp_path / "high.csv", confidence_level=0.97, report=lambda *a: None)
+    assert not (tmp_path / "high.csv").exists()
+
+
+def test_prediction_sets_take_the_threshold_of_their_band_and_are_never_empty():
+    model = CalibratedEnsembleClassifier()
+    model.classes_ = np.array(["metal", "not metal"])
+    # Sure band (spread <= 0.05): errors rare, its 80 % threshold high; unsure band: a second label joins easily.
+    model.calibration_scores_ = np.array([0.0] * 8 + [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    model.calibration_bands_ = np.array([0] * 8 + [0, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    model.band_edges_ = np.array([0.05])
+    np.testing.assert_allclose(model.set_threshold(0.8), [1.0, 1 - 0.9])
+    proba = np.array([[0.55, 0.45], [0.55, 0.45], [0.95, 0.05], [0.3, 0.7]])
+    std = np.array([[0.01, 0.01], [0.2, 0.2], [0.2, 0.2], [0.01, 0.01]])
+    sets = model.prediction_sets(proba, std, confidence_level=0.8)
+    np.testing.assert_array_equal(sets, [[True, False], [True, True], [True, False], [False, True]])
+    del model.calibration_bands_, model.band_edges_  # a file written before the bands: one threshold for all
+    np.testing.assert_allclose(model.set_threshold(0.8), [1 - 0.8])
+    np.testing.assert_array_equal(model.prediction_sets(proba, std, 0.8), [[1, 1], [1, 1], [1, 0], [1, 1]])
+    with pytest.raises(ValueError, match="n_bands must be a positive integer"):
+        CalibratedEnsembleClassifier(n_bands=0).calibrate([], [])
 
 
 def test_calibration_needs_two_members_and_an_interval_needs_enough_crystals(model, data):
