@@ -396,6 +396,10 @@ def _ensemble_from(record: dict, path: Path):
                 continue
             setattr(ensemble, name, record["calibration"][name].float().numpy() if name == "reference_"
                     else record["calibration"][name].numpy())
+        bands = getattr(ensemble, "calibration_bands_", None)
+        if bands is not None and (bands.shape != ensemble.calibration_scores_.shape or len(bands) and (
+                bands.min() < 0 or bands.max() > len(getattr(ensemble, "band_edges_", ())))):
+            raise ValueError(f"{path}: its calibration bands do not match its calibration scores and band edges")
     if "card" in record:
         ensemble.card_ = record["card"]
     return ensemble

@@ -5,6 +5,7 @@ from math import ceil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import FAST
 from skcgcnn import CGCNNClassifier, CGCNNRegressor
@@ -144,6 +145,11 @@ def test_a_calibrated_classifier_gives_conformal_sets_that_survive_its_file_and_
     np.testing.assert_allclose(read.calibration_scores_, model.calibration_scores_)
     np.testing.assert_array_equal(read.calibration_bands_, model.calibration_bands_)
     np.testing.assert_allclose(read.set_threshold(0.8), model.set_threshold(0.8))
+    content = torch.load(tmp_path / "clf.skcgcnn", weights_only=True)
+    content["ensemble"]["calibration"]["calibration_bands_"][0] = 7
+    torch.save(content, tmp_path / "bad.skcgcnn")
+    with pytest.raises(ValueError, match="bad.skcgcnn: its calibration bands do not match"):
+        load_model(tmp_path / "bad.skcgcnn")
     cifs = tmp_path / "cifs"
     cifs.mkdir()
     for i, structure in enumerate(X[170:180]):
