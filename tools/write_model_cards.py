@@ -26,7 +26,8 @@ def _scores(card: dict) -> list[str]:
         return [f"- **Test ROC-AUC**: {test['roc_auc']:.4g} (its members alone: {test['member_roc_auc_mean']:.4g}), "
                 f"accuracy {test['accuracy']:.1%}; 2018 model: {old}.",
                 f"- **Uncertainty**: rank correlation (Spearman) of a wrong label and the std of its probability "
-                f"{test['spearman_error_std']:.2f}; 90 % prediction sets hold the true label for "
+                f"{test['spearman_error_std']:.2f}; 90 % prediction sets (a threshold per band of the std, the most "
+                f"probable label always kept) hold the true label for "
                 f"{test['coverage_90']:.1%} of the test crystals (by fifth of std, smallest first: {fifths}), "
                 f"{test['set_size_90_mean']:.2f} labels on average."]
     old = (f"{_in(test['mae_2018_model'], unit)} (the 2018 model ``{card['model_2018']}`` {seen})"
