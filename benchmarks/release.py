@@ -47,7 +47,7 @@ from skcgcnn.checkpointing import run_callbacks
 from skcgcnn.datasets import load_csv
 from skcgcnn.leakage import find_duplicates
 from skcgcnn.persistence import save_model
-from skcgcnn.runs import RunFolder
+from skcgcnn.runs import RunFolder, stop_on_signals
 from table1 import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,8 @@ def train_member(args, cls, seed: int, target: Path, X_train, y_train, X_val, y_
     net = cls(max_epochs=args.epochs, device=args.device, random_state=seed, callbacks=callbacks, verbose=1,
               callbacks__lr_scheduler=None, callbacks__print_log__keys_ignored=["held_out_score_best"])
     start = time.perf_counter()
-    net.fit(X_train, y_train, epochs=args.epochs - done)
+    with stop_on_signals():  # SIGTERM, as Ctrl-C, ends the run at its last checkpoint, recorded as interrupted
+        net.fit(X_train, y_train, epochs=args.epochs - done)
     train_s = folder.record.get("train_s", 0.0) + time.perf_counter() - start
     if net.interrupted_:
         folder.update(status="interrupted", train_s=round(train_s, 1))
