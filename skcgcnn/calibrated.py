@@ -3,13 +3,15 @@
 The spread of a deep ensemble alone ranks errors weakly (docs/benchmarks.md);
 Tran et al. (Mach. Learn.: Sci. Technol. 1, 025006, 2020) found distances in
 CGCNN's own crystal-feature space a better guide. A
-:class:`CalibratedEnsembleRegressor` combines five signs of doubt: the
+:class:`CalibratedEnsembleRegressor` combines six signs of doubt: the
 members' spread; the mean distance to the nearest training crystals in the
 members' feature space; the spread of those crystals' targets (a crystal
 among neighbours whose property varies is hard to place); the distance to
-the single nearest training crystal; and how far that crystal's known value
+the single nearest training crystal; how far that crystal's known value
 lies from the prediction (a near twin with another value warns that the
-model is off). On validation crystals it fits ``log |error|`` as a linear
+model is off); and how far the ensemble misses those training crystals
+themselves (where it cannot fit what it trained on, it errs on new crystals
+too). On validation crystals it fits ``log |error|`` as a linear
 function of the signs' logarithms; the fitted scale, read as a standard
 deviation (68 % of validation errors within it), is the uncertainty of
 every prediction. Split conformal prediction on a separate calibration set
@@ -67,10 +69,12 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         The training crystals in the reduced feature space.
     reference_targets_ : ndarray of shape (n_train,)
         Their targets.
-    error_model_ : ndarray of shape (6,)
+    reference_residuals_ : ndarray of shape (n_train,)
+        ``|mean prediction - target|`` of each training crystal.
+    error_model_ : ndarray of shape (7,)
         Intercept and coefficients of the scale ``exp(a + b·log(spread) + c·log(distance) + d·log(neighbour
-        spread) + e·log(nearest distance) + f·log(nearest deviation))``, in target units. A model read from
-        a file of an earlier version holds the first three or four and reads only the first signs.
+        spread) + e·log(nearest distance) + f·log(nearest deviation) + g·log(neighbour residual))``, in target
+        units. A model read from a file of an earlier version holds fewer and reads only the first signs.
     calibration_scores_ : ndarray
         Sorted ``|error| / std`` of the calibration crystals, from which the interval of any confidence level
         is read.
@@ -119,6 +123,8 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
             targets = self.reference_targets_[nearest]
             doubts += [np.maximum(targets.std(axis=1), least), distance[:, 0],
                        np.maximum(np.abs(targets[:, 0] - mean), least)]
+            if hasattr(self, "reference_residuals_"):
+                doubts.append(np.maximum(self.reference_residuals_[nearest].mean(axis=1), least))
         return mean, np.log(np.column_stack(doubts))
 
     def _scale(self, doubts) -> np.ndarray:
@@ -133,7 +139,8 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         X_train : CrystalGraphs or sequence of structures
             The members' training crystals (the reference for distances).
         y_train : array-like of shape (n_train,)
-            Their targets (the reference for the neighbours' spread and the nearest one's deviation).
+            Their targets (the reference for the neighbours' spread, the nearest one's deviation and how far
+            the ensemble misses them).
         X_val, y_val
             Held-out crystals that fit the error model (the members may have used them to pick their epoch).
         X_cal, y_cal
@@ -160,6 +167,8 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         self.components_ = PCA(n_components=components).fit(standard).components_.astype(np.float32)
         self.reference_ = (standard @ self.components_.T).astype(np.float32)
         self.reference_targets_ = y_train.astype(np.float32)
+        fitted = np.mean([member.predict(graphs) for member in self.estimators_], axis=0)
+        self.reference_residuals_ = np.abs(fitted - y_train).astype(np.float32)
         self._fit_neighbours()
         mean, doubts = self._doubts(self.featurize(X_val))
         error = np.abs(mean - np.asarray(y_val, dtype=float))

@@ -43,8 +43,9 @@ def test_the_interval_is_the_conformal_quantile_of_the_calibration_scores(model,
     assert inside.mean() >= 0.6
 
 
-def signs_of_doubt(model, graphs, y_train):
-    """The five signs, computed from their definitions by brute force."""
+def signs_of_doubt(model, graphs, y_train, train_graphs):
+    """The six signs, computed from their definitions by brute force."""
+    fitted = np.mean([member.predict(train_graphs) for member in model.estimators_], axis=0)
     features = np.mean([member.transform(graphs) for member in model.estimators_], axis=0)
     reduced = (features - model.center_) / model.scale_ @ model.components_.T
     gaps = np.linalg.norm(reduced[:, None, :] - model.reference_[None, :, :], axis=2)
@@ -52,16 +53,17 @@ def signs_of_doubt(model, graphs, y_train):
     members = np.stack([member.predict(graphs) for member in model.estimators_])
     return np.column_stack([members.std(axis=0), np.take_along_axis(gaps, nearest, axis=1).mean(axis=1),
                             y_train[nearest].std(axis=1), gaps.min(axis=1),
-                            np.abs(y_train[nearest[:, 0]] - members.mean(axis=0))])
+                            np.abs(y_train[nearest[:, 0]] - members.mean(axis=0)),
+                            np.abs(fitted - y_train)[nearest].mean(axis=1)])
 
 
 def test_the_uncertainty_reads_the_spread_the_neighbours_and_the_nearest_training_crystal(model, data):
     graphs, y, _ = data
-    doubts = signs_of_doubt(model, graphs[180:], y[:100])
+    doubts = signs_of_doubt(model, graphs[180:], y[:100], graphs[:100])
     _, std = model.predict(graphs[180:], return_std=True)
     a, *coefficients = model.error_model_
     np.testing.assert_allclose(std, np.exp(a + np.log(doubts) @ coefficients), rtol=1e-4)
-    assert model.error_model_.shape == (6,)
+    assert model.error_model_.shape == (7,)
     with pytest.raises(ValueError, match=r"y_train holds \(99,\) targets for 100"):
         model.calibrate(graphs[:100], y[:99], graphs[100:140], y[100:140], graphs[140:180], y[140:180])
     with pytest.raises(ValueError, match="y_train holds NaN"):
@@ -80,17 +82,21 @@ def test_a_file_without_training_targets_keeps_its_two_sign_error_model(tmp_path
     _, expected = old.predict(graphs[180:], return_std=True)
     np.testing.assert_allclose(std, expected, rtol=1e-6)
     assert np.isfinite(std).all() and len(np.unique(np.round(std, 8))) > 1
-    np.testing.assert_allclose(std, np.exp(old.error_model_[0] + np.log(signs_of_doubt(model, graphs[180:], y[:100])[
-        :, :2]) @ old.error_model_[1:]), rtol=1e-4)
+    doubts = signs_of_doubt(model, graphs[180:], y[:100], graphs[:100])[:, :2]
+    np.testing.assert_allclose(std, np.exp(old.error_model_[0] + np.log(doubts) @ old.error_model_[1:]), rtol=1e-4)
 
 
-def test_a_file_of_the_three_sign_error_model_reads_only_its_three_signs(tmp_path, model, data):
+@pytest.mark.parametrize("signs", [3, 5])
+def test_a_file_of_an_earlier_error_model_reads_only_its_signs(tmp_path, model, data, signs):
     graphs, y, _ = data
     old = load_model(save_model(model, tmp_path / "new.skcgcnn"))
-    old.error_model_ = old.error_model_[:4]
+    old.error_model_ = old.error_model_[:signs + 1]
+    if signs == 5:  # written before the training residuals were stored
+        del old.reference_residuals_
     read = load_model(save_model(old, tmp_path / "old.skcgcnn"))
+    assert hasattr(read, "reference_residuals_") == (signs == 3)
     _, std = read.predict(graphs[180:], return_std=True)
-    doubts = signs_of_doubt(model, graphs[180:], y[:100])[:, :3]
+    doubts = signs_of_doubt(model, graphs[180:], y[:100], graphs[:100])[:, :signs]
     np.testing.assert_allclose(std, np.exp(read.error_model_[0] + np.log(doubts) @ read.error_model_[1:]), rtol=1e-4)
 
 
