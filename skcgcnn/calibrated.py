@@ -413,7 +413,7 @@ class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
         sets : ndarray of bool, shape (n_crystals, n_classes)
             Which of ``classes_`` each set holds (see :meth:`prediction_sets`).
         """
-        self.set_threshold(confidence_level)
+        self.set_threshold(confidence_level)  # a level the calibration cannot give fails before predicting
         proba, std = self.predict_proba(X, return_std=True)
         return self.classes_[proba.argmax(axis=1)], self.prediction_sets(proba, std, confidence_level)
 
