@@ -42,6 +42,8 @@ __all__ = ["CalibratedEnsembleRegressor", "CalibratedEnsembleClassifier"]
 
 # Share of |error| / std within 1 for a normal error: what makes the fitted scale read as a standard deviation.
 _ONE_SIGMA = 0.6826894921370859
+# Calibration crystals a band of the spread holds at least: enough for a 95 % prediction set in every band.
+_LEAST_PER_BAND = 20
 
 
 class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
@@ -266,8 +268,8 @@ class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
         As in :class:`~skcgcnn.ensemble.CGCNNEnsembleClassifier`.
     n_bands : int, default=5
         Bands of the spread of the most probable label's probability, equal shares of the calibration
-        crystals. Each band needs ``1 / (1 - confidence_level) - 1`` crystals or more (9 at 90 %, 19 at 95 %,
-        99 at 99 %); one band gives the same threshold to every crystal.
+        crystals. Fewer are made where there are fewer than 20 calibration crystals per band (enough for
+        95 % sets); a level of 99 % needs 99 per band. One band gives the same threshold to every crystal.
 
     Attributes
     ----------
@@ -286,8 +288,8 @@ class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
     >>> from skcgcnn import CGCNNClassifier
     >>> from skcgcnn.datasets import make_ionic_crystals
     >>> X, y = make_ionic_crystals(80, random_state=0)
-    >>> model = CalibratedEnsembleClassifier(CGCNNClassifier(max_epochs=3), n_estimators=2, random_state=0,
-    ...                                      n_bands=2).fit(X[:50], y[:50] < -5)
+    >>> model = CalibratedEnsembleClassifier(CGCNNClassifier(max_epochs=3), n_estimators=2,
+    ...                                      random_state=0).fit(X[:50], y[:50] < -5)
     >>> labels, sets = model.calibrate(X[50:], y[50:] < -5).predict_set(X[:3], confidence_level=0.8)
     >>> sets.shape, bool(sets[np.arange(3), np.searchsorted(model.classes_, labels)].all())
     ((3, 2), True)
@@ -321,7 +323,8 @@ class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
         if len(y_cal) != len(proba):
             raise ValueError(f"y_cal holds {len(y_cal)} labels for {len(proba)} calibration crystals")
         spread = _top_spread(proba, std)
-        self.band_edges_ = np.unique(np.quantile(spread, np.arange(1, self.n_bands) / self.n_bands))
+        bands = max(1, min(self.n_bands, len(y_cal) // _LEAST_PER_BAND))
+        self.band_edges_ = np.unique(np.quantile(spread, np.arange(1, bands) / bands))
         truth = proba[np.arange(len(y_cal)), np.searchsorted(self.classes_, y_cal)]
         order = np.argsort(1.0 - truth, kind="stable")
         self.calibration_scores_ = (1.0 - truth)[order]

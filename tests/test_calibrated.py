@@ -190,6 +190,17 @@ def test_prediction_sets_take_the_threshold_of_their_band_and_are_never_empty():
         CalibratedEnsembleClassifier(n_bands=0).calibrate([], [])
 
 
+def test_a_small_calibration_set_gets_fewer_bands(data):
+    graphs, y, _ = data
+    labels = np.where(y < np.median(y), "deep", "shallow")
+    model = CalibratedEnsembleClassifier(CGCNNClassifier(**FAST), n_estimators=2, random_state=0)
+    model.fit(graphs[:120], labels[:120]).calibrate(graphs[120:159], labels[120:159])
+    assert len(model.band_edges_) == 0  # 39 crystals: one band of 20 or more
+    assert model.set_threshold(0.95).shape == (1,)
+    model.calibrate(graphs[120:180], labels[120:180])
+    assert len(model.band_edges_) == 2 and np.bincount(model.calibration_bands_).min() >= 20
+
+
 def test_calibration_needs_two_members_and_an_interval_needs_enough_crystals(model, data):
     graphs, y, _ = data
     single = CalibratedEnsembleRegressor(CGCNNRegressor(**FAST), n_estimators=1, random_state=0)
