@@ -364,8 +364,9 @@ class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
 
         Returns
         -------
-        ndarray of shape (len(band_edges_) + 1,)
-            One minus the conformal quantile of each band's calibration scores, from the least spread band up.
+        thresholds : ndarray
+            One per band (``len(band_edges_) + 1``): one minus the conformal quantile of the band's calibration
+            scores, from the least spread band up.
         """
         _check_calibrated(self)
         bands = getattr(self, "calibration_bands_", np.zeros(len(self.calibration_scores_), dtype=int))
