@@ -280,8 +280,11 @@ def _score_regressor(members, by_part, target):
     error = np.abs(mean - y_test)
     _, interval = model.predict_interval(X_test, confidence_level=0.9)
     inside = (interval[:, 0] <= y_test) & (y_test <= interval[:, 1])
-    each = [float(np.mean(np.abs(m.predict(X_test) - y_test))) for m in model.estimators_]
+    members = np.stack([m.predict(X_test) for m in model.estimators_])
+    each = np.abs(members - y_test).mean(axis=1)
     return model, {"mae": round(float(error.mean()), 5), "member_mae_mean": round(float(np.mean(each)), 5),
+                   "mae_members_mean": round(float(np.abs(members.mean(axis=0) - y_test).mean()), 5),
+                   "correction_weight": round(float(model.correction_[0]), 3),
                    "spearman_error_std": round(float(spearmanr(error, std).statistic), 3),
                    "coverage_90": round(float(inside.mean()), 3),
                    "coverage_90_by_fifth_of_std": _by_fifth(inside, np.argsort(std)),

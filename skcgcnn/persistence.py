@@ -39,11 +39,11 @@ __all__ = ["save_model", "load_model", "restore_fitted", "FORMAT", "FORMAT_VERSI
 # Settings that start processes or a compiler: never taken from a file.
 _MACHINE_SETTINGS = ("n_jobs", "compile", "iterator_train__num_workers", "iterator_valid__num_workers")
 _CALIBRATION = ("center_", "scale_", "components_", "reference_", "reference_targets_", "reference_residuals_",
-                "error_model_", "calibration_scores_")
+                "correction_", "error_model_", "calibration_scores_")
 _SET_CALIBRATION = ("calibration_scores_", "calibration_bands_", "band_edges_")
-# Absent from files written before the error model read the neighbours' targets or residuals, or before sets had
-# bands.
-_ADDED_LATER = ("reference_targets_", "reference_residuals_", "calibration_bands_", "band_edges_")
+# Absent from files written before the error model read the neighbours' targets or residuals, before the local
+# correction, or before sets had bands.
+_ADDED_LATER = ("reference_targets_", "reference_residuals_", "correction_", "calibration_bands_", "band_edges_")
 _PLAIN = (bool, int, float, str, type(None))
 _PACKAGES = ("skcgcnn", "torch", "scikit-learn", "skorch", "pymatgen", "numpy", "joblib", "optuna", "pandas")
 

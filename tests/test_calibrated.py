@@ -71,10 +71,47 @@ def test_the_uncertainty_reads_the_spread_the_neighbours_and_the_nearest_trainin
                         graphs[140:180], y[140:180])
 
 
+def test_the_prediction_adds_the_kernel_weighted_residuals_of_the_training_neighbours(model, data):
+    graphs, y, _ = data
+    members = np.stack([member.predict(graphs) for member in model.estimators_])
+    residuals = y[:100] - members[:, :100].mean(axis=0)
+    np.testing.assert_allclose(model.reference_residuals_, residuals, rtol=1e-4, atol=1e-5)
+    features = np.mean([member.transform(graphs[180:]) for member in model.estimators_], axis=0)
+    reduced = (features - model.center_) / model.scale_ @ model.components_.T
+    gaps = np.linalg.norm(reduced[:, None, :] - model.reference_[None, :, :], axis=2)
+    nearest = np.argsort(gaps, axis=1)[:, :model.n_neighbors]
+    weight, width = model.correction_
+    kernel = np.exp(-(np.take_along_axis(gaps, nearest, axis=1) / width) ** 2)
+    expected = members[:, 180:].mean(axis=0) + weight * (kernel * residuals[nearest]).sum(axis=1) / kernel.sum(axis=1)
+    np.testing.assert_allclose(model.predict(graphs[180:]), expected, rtol=1e-4)
+    np.testing.assert_allclose(model.predict(graphs[180:], return_std=True)[0], expected, rtol=1e-4)
+    # Few epochs leave the members biased, and their training neighbours' residuals show where: the weight chosen
+    # on the validation crystals corrects them there and on new crystals.
+    assert weight > 0
+    for part in (slice(100, 140), slice(180, None)):
+        mean = members[:, part].mean(axis=0)
+        assert np.abs(model.predict(graphs[part]) - y[part]).mean() < np.abs(mean - y[part]).mean()
+
+
+def test_a_file_written_before_the_correction_predicts_the_members_mean(tmp_path, model, data):
+    graphs, _, _ = data
+    old = load_model(save_model(model, tmp_path / "new.skcgcnn"))
+    del old.correction_
+    old.reference_residuals_ = np.abs(old.reference_residuals_)  # what such files hold
+    read = load_model(save_model(old, tmp_path / "old.skcgcnn"))
+    assert not hasattr(read, "correction_")
+    members = np.mean([member.predict(graphs[180:]) for member in read.estimators_], axis=0)
+    np.testing.assert_allclose(read.predict(graphs[180:]), members, rtol=1e-6)
+    mean, std = read.predict(graphs[180:], return_std=True)
+    _, expected = model.predict(graphs[180:], return_std=True)
+    np.testing.assert_allclose(mean, members, rtol=1e-6)
+    np.testing.assert_allclose(std, expected, rtol=1e-4)
+
+
 def test_a_file_without_training_targets_keeps_its_two_sign_error_model(tmp_path, model, data):
     graphs, y, _ = data
     old = load_model(save_model(model, tmp_path / "new.skcgcnn"))
-    del old.reference_targets_
+    del old.reference_targets_, old.reference_residuals_, old.correction_
     old.error_model_ = old.error_model_[:3]
     read = load_model(save_model(old, tmp_path / "old.skcgcnn"))
     assert not hasattr(read, "reference_targets_")
@@ -91,6 +128,8 @@ def test_a_file_of_an_earlier_error_model_reads_only_its_signs(tmp_path, model, 
     graphs, y, _ = data
     old = load_model(save_model(model, tmp_path / "new.skcgcnn"))
     old.error_model_ = old.error_model_[:signs + 1]
+    del old.correction_  # both written before the local correction
+    old.reference_residuals_ = np.abs(old.reference_residuals_)
     if signs == 5:  # written before the training residuals were stored
         del old.reference_residuals_
     read = load_model(save_model(old, tmp_path / "old.skcgcnn"))

@@ -32,8 +32,11 @@ def _scores(card: dict) -> list[str]:
                 f"{test['set_size_90_mean']:.2f} labels on average."]
     old = (f"{_in(test['mae_2018_model'], unit)} (the 2018 model ``{card['model_2018']}`` {seen})"
            if card.get("model_2018") else "none (no 2018 model)")
-    return [f"- **Test MAE**: {_in(test['mae'], unit)} (its members alone: {test['member_mae_mean']:.4g}); 2018 "
-            f"model: {old}.",
+    # Cards written before the local correction hold the members' mean only.
+    mean = (f"; their mean without the local correction: {test['mae_members_mean']:.4g}"
+            if "mae_members_mean" in test else "")
+    return [f"- **Test MAE**: {_in(test['mae'], unit)} (its members alone: {test['member_mae_mean']:.4g}{mean}); "
+            f"2018 model: {old}.",
             f"- **Uncertainty**: rank correlation (Spearman) of the absolute error and the std "
             f"{test['spearman_error_std']:.2f}; 90 % intervals cover {test['coverage_90']:.1%} of the test crystals "
             f"(by fifth of std, smallest first: {fifths}), mean width {_in(test['width_90_mean'], unit, 3)}."]
