@@ -151,9 +151,9 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
                 doubts.append(np.maximum(np.abs(self.reference_residuals_[nearest]).mean(axis=1), least))
         return np.log(np.column_stack(doubts))
 
-    def _local_bias(self, distance, nearest) -> np.ndarray:
+    def _local_bias(self, distance, nearest, width: float) -> np.ndarray:
         """Kernel-weighted mean of the nearest training crystals' residuals (target minus the members' mean)."""
-        kernel = np.exp(-(distance / self.correction_[1]) ** 2)
+        kernel = np.exp(-(distance / width) ** 2)
         # Far from every training crystal all weights vanish alike: the plain mean of the neighbours' residuals.
         kernel = np.where(kernel.sum(axis=1, keepdims=True) > 0, kernel, 1.0)
         return (kernel * self.reference_residuals_[nearest]).sum(axis=1) / kernel.sum(axis=1)
@@ -162,7 +162,8 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         """The members' mean plus the local correction (files written before it: the mean alone)."""
         mean = predictions.mean(axis=0)
         if hasattr(self, "correction_"):
-            mean = mean + self.correction_[0] * self._local_bias(distance, nearest)
+            weight, width = self.correction_
+            mean = mean + weight * self._local_bias(distance, nearest, width)
         return mean
 
     def _predict_with_doubts(self, graphs) -> tuple[np.ndarray, np.ndarray]:
@@ -234,8 +235,7 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         typical = float(np.median(distance[:, 0]))
         best = (float(np.mean(np.abs(mean - y_val))), 0.0, typical)
         for width in _CORRECTION_WIDTHS * typical:
-            self.correction_ = np.array([1.0, width])
-            bias = self._local_bias(distance, nearest)
+            bias = self._local_bias(distance, nearest, width)
             for weight in _CORRECTION_WEIGHTS[1:]:
                 best = min(best, (float(np.mean(np.abs(mean + weight * bias - y_val))), weight, width))
         return np.array(best[1:])
