@@ -33,8 +33,11 @@ def _scores(card: dict) -> list[str]:
     old = (f"{_in(test['mae_2018_model'], unit)} (the 2018 model ``{card['model_2018']}`` {seen})"
            if card.get("model_2018") else "none (no 2018 model)")
     # Cards written before the local correction hold the members' mean only.
-    mean = (f"; their mean without the local correction: {test['mae_members_mean']:.4g}"
-            if "mae_members_mean" in test else "")
+    mean = ("" if "mae_members_mean" not in test
+            else "; no local correction: a share of 0 did best on the validation crystals"
+            if test["correction_weight"] == 0
+            else f"; their mean before the local correction of share {test['correction_weight']:g}: "
+                 f"{test['mae_members_mean']:.4g}")
     return [f"- **Test MAE**: {_in(test['mae'], unit)} (its members alone: {test['member_mae_mean']:.4g}{mean}); "
             f"2018 model: {old}.",
             f"- **Uncertainty**: rank correlation (Spearman) of the absolute error and the std "
