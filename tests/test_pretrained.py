@@ -24,6 +24,7 @@ from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphTransformer
 from skcgcnn.cli import main
 from skcgcnn.datasets import make_ionic_crystals
 from skcgcnn.pretrained import MODELS, load, load_checkpoint, model_path, read_checkpoint, save_checkpoint
+from skcgcnn.registry import RELEASED
 
 REFERENCE_CSV = Path(__file__).parent / "data" / "reference_predictions_no_tie.csv"
 REFERENCE = pd.read_csv(REFERENCE_CSV)
@@ -207,3 +208,13 @@ def test_command_line_lists_and_predicts_with_released_models(tmp_path, capsys):
     assert table.iloc[0, 1] == pytest.approx(REFERENCE["formation-energy-per-atom"][0], rel=1e-4)
     assert main(["predict", str(model_path("band-gap")), str(cif), "-o", str(out), "--force"]) == 0
     assert pd.read_csv(out).prediction[0] == pytest.approx(REFERENCE["band-gap"][0], rel=1e-4)
+
+
+def test_the_docs_page_of_the_released_models_is_written_from_their_cards(monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "tools"))
+    import write_model_cards
+
+    page = (root / "docs" / "released_cards.inc").read_text()
+    assert page == write_model_cards.page(), "run python tools/write_model_cards.py after assembling a model"
+    assert all(f"``{name}``" in page for name in RELEASED)

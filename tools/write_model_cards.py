@@ -81,12 +81,16 @@ def _task(card: dict) -> str:
     return card["recipe"]["commands"][0].split("--task ")[1].split()[0]
 
 
-def main() -> None:
-    cards = json.loads(CARDS.read_text())
+def page() -> str:
+    """The docs page of the released models, as the cards describe them."""
     lines = [".. Written by tools/write_model_cards.py from skcgcnn/data/released/cards.json; do not edit.", ""]
-    for card in cards.values():
+    for card in json.loads(CARDS.read_text()).values():
         lines += _card(card)
-    PAGE.write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    PAGE.write_text(page())
 
 
 if __name__ == "__main__":
