@@ -112,12 +112,30 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
     ((3, 2), True)
     """
 
+    # What calibrating adds to the fitted ensemble (model files store it).
+    _calibration_attributes = ("center_", "scale_", "components_", "reference_", "reference_targets_",
+                               "reference_residuals_", "correction_", "error_model_", "calibration_scores_")
+
     def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
                  random_state=None, verbose=0, n_neighbors: int = 10, n_components: int = 16):
         super().__init__(estimator=estimator, n_estimators=n_estimators, bootstrap=bootstrap, n_jobs=n_jobs,
                          random_state=random_state, verbose=verbose)
         self.n_neighbors = n_neighbors
         self.n_components = n_components
+
+    def fit(self, X, y):
+        """Train the members as :class:`~skcgcnn.ensemble.CGCNNEnsembleRegressor` does.
+
+        A calibration of earlier members does not hold for new ones: it is dropped, and :meth:`calibrate` is
+        needed again before ``return_std`` or intervals.
+
+        Returns
+        -------
+        self
+        """
+        _drop(self, self._calibration_attributes)
+        self._neighbours = None
+        return super().fit(X, y)
 
     def _features(self, graphs) -> np.ndarray:
         """Crystal features averaged over the members."""
@@ -295,6 +313,11 @@ class CalibratedEnsembleRegressor(CGCNNEnsembleRegressor):
         return _conformal_quantile(self.calibration_scores_, confidence_level)
 
 
+def _drop(model, names) -> None:
+    for name in names:
+        model.__dict__.pop(name, None)
+
+
 def _check_calibrated(model) -> None:
     if not hasattr(model, "calibration_scores_"):
         raise NotFittedError(f"This {type(model).__name__} is not calibrated yet; call calibrate first.")
@@ -355,11 +378,27 @@ class CalibratedEnsembleClassifier(CGCNNEnsembleClassifier):
     ((3, 2), True)
     """
 
+    # What calibrating adds to the fitted ensemble (model files store it).
+    _calibration_attributes = ("calibration_scores_", "calibration_bands_", "band_edges_")
+
     def __init__(self, estimator=None, n_estimators: int = 5, bootstrap: bool = False, n_jobs=None,
                  random_state=None, verbose=0, n_bands: int = 5):
         super().__init__(estimator=estimator, n_estimators=n_estimators, bootstrap=bootstrap, n_jobs=n_jobs,
                          random_state=random_state, verbose=verbose)
         self.n_bands = n_bands
+
+    def fit(self, X, y):
+        """Train the members as :class:`~skcgcnn.ensemble.CGCNNEnsembleClassifier` does.
+
+        A calibration of earlier members does not hold for new ones: it is dropped, and :meth:`calibrate` is
+        needed again before prediction sets.
+
+        Returns
+        -------
+        self
+        """
+        _drop(self, self._calibration_attributes)
+        return super().fit(X, y)
 
     def calibrate(self, X_cal, y_cal):
         """Calibrate the prediction sets on crystals used for nothing else.

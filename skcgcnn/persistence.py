@@ -35,12 +35,8 @@ from .nn import CGCNN
 
 __all__ = ["save_model", "load_model", "restore_fitted", "FORMAT", "FORMAT_VERSION"]
 
-# What a calibrated ensemble adds to an ensemble's record (arrays stored as tensors).
 # Settings that start processes or a compiler: never taken from a file.
 _MACHINE_SETTINGS = ("n_jobs", "compile", "iterator_train__num_workers", "iterator_valid__num_workers")
-_CALIBRATION = ("center_", "scale_", "components_", "reference_", "reference_targets_", "reference_residuals_",
-                "correction_", "error_model_", "calibration_scores_")
-_SET_CALIBRATION = ("calibration_scores_", "calibration_bands_", "band_edges_")
 # Absent from files written before the error model read the neighbours' targets or residuals, before the local
 # correction, or before sets had bands.
 _ADDED_LATER = ("reference_targets_", "reference_residuals_", "correction_", "calibration_bands_", "band_edges_")
@@ -154,8 +150,9 @@ def _ensemble_record(ensemble, weights: torch.dtype = torch.float32) -> dict:
     if hasattr(ensemble, "classes_"):
         record["classes"] = {"values": ensemble.classes_.tolist(), "dtype": ensemble.classes_.dtype.str}
     if hasattr(ensemble, "calibration_scores_"):
+        # What calibrating added to the ensemble, arrays stored as tensors.
         record["calibration"] = {name: torch.from_numpy(np.asarray(getattr(ensemble, name)).copy())
-                                 for name in _CALIBRATION + _SET_CALIBRATION if hasattr(ensemble, name)}
+                                 for name in type(ensemble)._calibration_attributes if hasattr(ensemble, name)}
         if "reference_" in record["calibration"]:
             record["calibration"]["reference_"] = record["calibration"]["reference_"].to(weights)
     if hasattr(ensemble, "card_"):
@@ -391,8 +388,7 @@ def _ensemble_from(record: dict, path: Path):
     if "classes" in record:
         ensemble.classes_ = np.array(record["classes"]["values"], dtype=np.dtype(record["classes"]["dtype"]))
     if "calibration" in record:
-        expected = _CALIBRATION if isinstance(ensemble, CalibratedEnsembleRegressor) else _SET_CALIBRATION
-        for name in expected:
+        for name in type(ensemble)._calibration_attributes:
             if name in _ADDED_LATER and name not in record["calibration"]:
                 continue
             setattr(ensemble, name, record["calibration"][name].float().numpy() if name == "reference_"

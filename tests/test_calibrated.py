@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 
 from conftest import FAST
 from skcgcnn import CGCNNClassifier, CGCNNRegressor
@@ -301,3 +302,22 @@ def test_training_starts_from_a_released_model_by_name(name):
     for key in ("embedding.weight", "convs.0.fc.weight", "conv_to_fc.weight"):
         np.testing.assert_allclose(reg.module_.state_dict()[key].numpy(), first[key].numpy(), atol=1e-6)
     assert reg.featurizer.settings == load(name).graph_settings_
+
+
+def test_refitting_drops_the_calibration_of_the_earlier_members(data):
+    graphs, y, _ = data
+    model = CalibratedEnsembleRegressor(CGCNNRegressor(**FAST), n_estimators=2, random_state=0, n_components=4)
+    model.fit(graphs[:60], y[:60]).calibrate(graphs[:60], y[:60], graphs[60:90], y[60:90], graphs[90:120], y[90:120])
+    model.fit(graphs[60:120], y[60:120])
+    assert not any(hasattr(model, name) for name in ("correction_", "reference_", "calibration_scores_"))
+    members = np.mean([member.predict(graphs[120:]) for member in model.estimators_], axis=0)
+    np.testing.assert_allclose(model.predict(graphs[120:]), members, rtol=1e-6)
+    with pytest.raises(NotFittedError, match="not calibrated yet"):
+        model.predict(graphs[120:], return_std=True)
+
+    labels = np.where(y < np.median(y), "deep", "shallow")
+    classifier = CalibratedEnsembleClassifier(CGCNNClassifier(**FAST), n_estimators=2, random_state=0, n_bands=1)
+    classifier.fit(graphs[:60], labels[:60]).calibrate(graphs[60:120], labels[60:120])
+    classifier.fit(graphs[60:120], labels[60:120])
+    with pytest.raises(NotFittedError, match="not calibrated yet"):
+        classifier.predict_set(graphs[120:])
