@@ -6,7 +6,8 @@ space as the released models measure distances (averaged over members, standardi
 16 principal components). Candidates: a Gaussian-kernel-weighted mean of the 10 nearest residuals with a kernel
 width of 0.25 to 4 times the validation crystals' median distance to their nearest training crystal
 (``kernel_w<m>``, what :class:`skcgcnn.calibrated.CalibratedEnsembleRegressor` chooses among for 0.5, 1 and 2),
-and the plain mean of the k nearest residuals (``mean_k<k>``). For each the share (0 to 1.5) with the least
+the same with k nearest residuals in n principal components (``kernel_w<m>_k<k>_pc<n>``, the last n all
+features), and the plain mean of the k nearest residuals (``mean_k<k>``). For each the share (0 to 1.5) with the least
 validation MAE is kept, and the MAE printed on the validation, calibration and test crystals (one JSON line per
 candidate, the first for the members' mean alone).
 
@@ -37,20 +38,24 @@ def candidates(data) -> dict[str, dict[str, np.ndarray]]:
     y_train, p_train, f_train = data["train"]
     center, scale = f_train.mean(axis=0), f_train.std(axis=0)
     scale[scale == 0] = 1.0
-    pca = PCA(n_components=16, random_state=0).fit((f_train - center) / scale)
-    index = NearestNeighbors(n_neighbors=10).fit(pca.transform((f_train - center) / scale))
     residual = y_train - p_train.mean(axis=0)
-    near = {p: index.kneighbors(pca.transform((data[p][2] - center) / scale)) for p in PARTS}
-    typical = float(np.median(near["val"][0][:, 0]))
     out = {}
-    for width in (0.25, 0.5, 1.0, 2.0, 4.0):
-        out[f"kernel_w{width:g}"] = {}
-        for p, (distance, nearest) in near.items():
-            kernel = np.exp(-(distance / (width * typical)) ** 2)
-            kernel = np.where(kernel.sum(axis=1, keepdims=True) > 0, kernel, 1.0)
-            out[f"kernel_w{width:g}"][p] = (kernel * residual[nearest]).sum(axis=1) / kernel.sum(axis=1)
-    for k in (1, 3, 10):
-        out[f"mean_k{k}"] = {p: residual[nearest[:, :k]].mean(axis=1) for p, (_, nearest) in near.items()}
+    for n_components in (16, 32, 64, f_train.shape[1]):
+        pca = PCA(n_components=n_components, random_state=0).fit((f_train - center) / scale)
+        index = NearestNeighbors(n_neighbors=30).fit(pca.transform((f_train - center) / scale))
+        near = {p: index.kneighbors(pca.transform((data[p][2] - center) / scale)) for p in PARTS}
+        typical = float(np.median(near["val"][0][:, 0]))
+        widths = (0.25, 0.5, 1.0, 2.0, 4.0) if n_components == 16 else (0.5, 1.0)
+        for k, width in [(k, w) for k in (10, 30) for w in widths]:
+            name = f"kernel_w{width:g}" + ("" if (k, n_components) == (10, 16) else f"_k{k}_pc{n_components}")
+            out[name] = {}
+            for p, (distance, nearest) in near.items():
+                kernel = np.exp(-(distance[:, :k] / (width * typical)) ** 2)
+                kernel = np.where(kernel.sum(axis=1, keepdims=True) > 0, kernel, 1.0)
+                out[name][p] = (kernel * residual[nearest[:, :k]]).sum(axis=1) / kernel.sum(axis=1)
+        if n_components == 16:
+            for k in (1, 3, 10):
+                out[f"mean_k{k}"] = {p: residual[nearest[:, :k]].mean(axis=1) for p, (_, nearest) in near.items()}
     return out
 
 
