@@ -80,11 +80,15 @@ def test_release_assembly_ships_calibrated_ensembles_it_reads_back(classificatio
     by_part = {name: (graphs[rows], y[rows]) for name, rows in parts.items()}
     cls = CGCNNClassifier if classification else CGCNNRegressor
     members = [cls(**FAST, random_state=seed).fit(*by_part["train"]) for seed in (0, 1)]
-    score = release._score_classifier if classification else release._score_regressor
-    _, scores = score(members, by_part, tmp_path / "m.skcgcnn")
-    assert len(load_model(tmp_path / "m.skcgcnn").estimators_) == 2
+    if classification:
+        _, scores = release._score_classifier(members, by_part, tmp_path / "m.skcgcnn")
+    else:
+        _, scores = release._score_regressor(members, by_part, tmp_path / "m.skcgcnn", n_components=4)
+    model = load_model(tmp_path / "m.skcgcnn")
+    assert len(model.estimators_) == 2
     assert 0 <= scores["coverage_90"] <= 1 and len(scores["coverage_90_by_fifth_of_std"]) == 5
     if classification:
         assert 0 <= scores["roc_auc"] <= 1 and 1 <= scores["set_size_90_mean"] <= 2
     else:
         assert scores["mae"] > 0 and scores["width_90_mean"] > 0
+        assert model.reference_.shape == (120, 4)
