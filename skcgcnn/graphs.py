@@ -206,7 +206,10 @@ def _graphs_of_chunk(items, start: int, settings: GraphSettings, cif_reader: str
     points = np.concatenate([p for _, p, _, _ in lists]) + shift
     images = np.concatenate([i for _, _, i, _ in lists]).reshape(-1, 3)
     dists = np.concatenate([d for _, _, _, d in lists])
-    order = np.lexsort((_packed(points, images), dists, centers))
+    # Ranked by the distance as stored (float32): neighbours whose float64 distances differ only in the last
+    # bits, as another CIF reader's or another CPU's rounding leaves them, are equally far and fall to the
+    # index-and-image order, so the first-M rule keeps the same ones.
+    order = np.lexsort((_packed(points, images), dists.astype(np.float32), centers))
     centers, points, dists = centers[order], points[order] - shift[order], dists[order]
     keep, count, shared = _select_neighbours(centers, dists, int(offsets[-1]), settings)
     edge_counts = np.bincount(crystal, weights=count, minlength=len(structures)).astype(np.int64)

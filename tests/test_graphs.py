@@ -226,6 +226,19 @@ def test_tied_shells_share_the_remaining_slots(name, structure, expected):
     np.testing.assert_array_equal(first.edge_weights(), 1.0)
 
 
+def test_tied_neighbours_keep_their_order_under_last_bit_noise():
+    # bcc's 12th and 13th neighbours tie: which of them the first rule keeps must not hang on float64 rounding,
+    # such as another CIF reader's coordinates or a translation by 1e-12 Å leave
+    crystal = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]) * (3, 3, 3)
+    transformer = CrystalGraphTransformer(nbr_rule="first")
+    expected = transformer.transform([crystal]).nbr_idx
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        moved = crystal.copy()
+        moved.translate_sites(range(len(moved)), rng.normal(size=3) * 1e-12)
+        np.testing.assert_array_equal(transformer.transform([moved]).nbr_idx, expected)
+
+
 def test_tie_tolerance_groups_nearly_equal_distances():
     # a tetragonal distortion of 1e-4 Å splits the bcc second shell into 4 + 2
     distorted = Structure(Lattice.tetragonal(2.87, 2.8701), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
