@@ -92,3 +92,38 @@ def test_release_assembly_ships_calibrated_ensembles_it_reads_back(classificatio
     else:
         assert scores["mae"] > 0 and scores["width_90_mean"] > 0
         assert model.reference_.shape == (120, 4)
+
+
+def test_original_agreement_reads_each_reference_row_with_its_own_crystal(tmp_path):
+    """A reference file holding exactly what the models predict here: every difference must come out 0."""
+    import warnings
+
+    import pandas as pd
+
+    from skcgcnn.pretrained import MODELS, load
+
+    crystals = pd.read_csv(ROOT / "tests" / "data" / "real_crystals.csv", dtype={"id": str})
+    # each data set's rows in reverse: a join by position instead of by id would pair rows with other crystals
+    for name, path in (("mp_cgcnn_36737", "mp_cgcnn_36737/mp_cgcnn_36737.csv.gz"),
+                       ("perov_5", "perov_5/perov_5_val_test.csv.gz")):
+        (tmp_path / "data" / path).parent.mkdir(parents=True)
+        crystals[crystals.dataset == name][["id", "cif"]][::-1].to_csv(tmp_path / "data" / path, index=False)
+    reference = crystals[["dataset", "id", "tie_at_12th"]].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, entry in MODELS.items():
+            model = load(name)
+            reference[name] = (model.predict_proba(crystals.cif.tolist())[:, 1] if entry.task == "classification"
+                               else model.predict(crystals.cif.tolist()))
+    (tmp_path / "pretrained").mkdir()
+    reference.to_csv(tmp_path / "pretrained" / "reference_predictions.csv", index=False)
+    results = tmp_path / "agreement.jsonl"
+    subprocess.run([sys.executable, "original_agreement.py", "--results", str(results)], cwd=ROOT / "benchmarks",
+                   env={**os.environ, "SKCGCNN_DATA": str(tmp_path / "data")}, check=True, timeout=600,
+                   capture_output=True)
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["model"] for r in records] == list(MODELS)
+    for r in records:
+        assert (r["rows"], r["tied"]) == (len(crystals), int(crystals.tie_at_12th.sum()))
+        assert r["max_difference_no_tie"] <= 1e-5 and r["max_difference_tied"] <= 1e-5 and r["rows_beyond_1e_4"] == 0
+        assert r["shared_supercell_2x1x1_max_change"] <= 1e-4 and r["shared_sites_reversed_max_change"] <= 1e-4
