@@ -180,13 +180,14 @@ def train_member(args, cls, seed: int, target: Path, X_train, y_train, X_val, y_
         folder = RunFolder.create(folder_path)
     done = folder.epochs_done()
     folder.update(status="running", epochs=args.epochs, seed=seed)
-    callbacks = run_callbacks(folder, CrystalGraphTransformer(), X_val, y_val, cls is CGCNNClassifier, args.epochs)
-    if args.minutes is not None:
-        callbacks.append(("budget", TimeBudget(args.minutes)))
-    net = cls(max_epochs=args.epochs, device=args.device, random_state=seed, callbacks=callbacks, verbose=1,
-              callbacks__lr_scheduler=None, callbacks__print_log__keys_ignored=["held_out_score_best"])
     start = time.perf_counter()
-    with stop_on_signals():  # SIGTERM, as Ctrl-C, ends the run at its last checkpoint, recorded as interrupted
+    with stop_on_signals() as received:  # SIGTERM, as Ctrl-C, ends the run at its last checkpoint, as interrupted
+        callbacks = run_callbacks(folder, CrystalGraphTransformer(), X_val, y_val, cls is CGCNNClassifier,
+                                  args.epochs, signals=received)
+        if args.minutes is not None:
+            callbacks.append(("budget", TimeBudget(args.minutes)))
+        net = cls(max_epochs=args.epochs, device=args.device, random_state=seed, callbacks=callbacks, verbose=1,
+                  callbacks__lr_scheduler=None, callbacks__print_log__keys_ignored=["held_out_score_best"])
         net.fit(X_train, y_train, epochs=args.epochs - done)
     train_s = folder.record.get("train_s", 0.0) + time.perf_counter() - start
     if net.interrupted_:

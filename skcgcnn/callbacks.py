@@ -12,7 +12,7 @@ from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from skorch.callbacks import Callback
 
-__all__ = ["HeldOutScore", "TimeBudget", "StopTraining", "WeightAveraging"]
+__all__ = ["HeldOutScore", "TimeBudget", "StopTraining", "SignalGuard", "WeightAveraging"]
 
 
 class StopTraining(KeyboardInterrupt):
@@ -133,6 +133,31 @@ class TimeBudget(Callback):
     def on_epoch_end(self, net, **kwargs):
         if time.perf_counter() - self.start_ >= 60 * self.minutes:
             raise StopTraining
+
+
+class SignalGuard(Callback):
+    """End training at the next batch once a signal has been recorded, even if its interrupt was lost.
+
+    :func:`skcgcnn.runs.stop_on_signals` turns Ctrl-C and SIGTERM into
+    ``KeyboardInterrupt``, raised wherever the main thread happens to be; when
+    that is inside a finalizer (``__del__``), Python prints the exception and
+    drops it, and training would go on to its last epoch. The record of
+    signals is not lost, so this callback reads it after every batch and
+    raises the interrupt again.
+
+    Parameters
+    ----------
+    received : list of int
+        The signals recorded so far: the list that
+        :func:`skcgcnn.runs.stop_on_signals` yields, shared rather than copied.
+    """
+
+    def __init__(self, received: list[int]):
+        self.received = received
+
+    def on_batch_end(self, net, **kwargs):
+        if self.received:
+            raise KeyboardInterrupt
 
 
 class WeightAveraging(Callback):

@@ -149,7 +149,8 @@ def check_run_options(has_val: bool, lr_schedule: str, patience: int | None) -> 
 
 
 def run_callbacks(run, transformer, X_val, y_val, classification: bool, epochs: int,
-                  lr_schedule: str = "cosine", lr_patience: int = 10, patience: int | None = None) -> list:
+                  lr_schedule: str = "cosine", lr_patience: int = 10, patience: int | None = None,
+                  signals: list[int] | None = None) -> list:
     """The callbacks of a training run kept in ``run``: resumable, checkpointed, the best epoch saved.
 
     Parameters
@@ -169,6 +170,9 @@ def run_callbacks(run, transformer, X_val, y_val, classification: bool, epochs: 
         Epochs without improvement before the plateau schedule halves the rate.
     patience : int or None, default=None
         Epochs without improvement before training stops (``None``: never).
+    signals : list of int, default=None
+        The record of :func:`skcgcnn.runs.stop_on_signals`: a signal recorded there ends training at the next
+        batch (:class:`~skcgcnn.callbacks.SignalGuard`), should its interrupt have been lost.
 
     Returns
     -------
@@ -178,7 +182,7 @@ def run_callbacks(run, transformer, X_val, y_val, classification: bool, epochs: 
     from skorch.callbacks import LoadInitState, LRScheduler
     from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
 
-    from .callbacks import HeldOutScore
+    from .callbacks import HeldOutScore, SignalGuard
 
     has_val = len(y_val) > 0
     check_run_options(has_val, lr_schedule, patience)
@@ -186,6 +190,8 @@ def run_callbacks(run, transformer, X_val, y_val, classification: bool, epochs: 
                             f_optimizer="optimizer.pt", f_criterion=None, f_history="history.json",
                             event_name=None, manifest=MANIFEST)
     callbacks = [("resume", LoadInitState(last))]
+    if signals is not None:
+        callbacks.append(("signals", SignalGuard(signals)))
     if has_val:
         callbacks.append(("held_out", HeldOutScore(X_val, y_val, restore_best=False)))
         callbacks.append(("error_column", ErrorColumn("val_log_loss" if classification else "val_mae")))

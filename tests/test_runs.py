@@ -74,6 +74,37 @@ class _SignalAt(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class _Finalizer:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)
+        sum(range(3))  # the handler runs here, inside the finalizer, where Python drops what it raises
+
+
+class _SignalInFinalizerAt(Callback):
+    """Lets a SIGTERM arrive while a finalizer runs, at the end of an epoch: its KeyboardInterrupt is lost."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            _Finalizer()
+
+
+def test_a_signal_whose_interrupt_python_dropped_still_ends_the_run(tmp_path, data, monkeypatch, capsys):
+    callbacks = fit_command.run_callbacks
+    monkeypatch.setattr(fit_command, "run_callbacks",
+                        lambda *a, **k: [*callbacks(*a, **k), ("finalizer", _SignalInFinalizerAt(2))])
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(unraisable.exc_type))
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "-o", str(run), "--epochs", "6", *SMALL]) == 143
+    assert dropped == [KeyboardInterrupt]  # Python did drop the first interrupt
+    assert "the checkpoint of epoch 2 of 6" in capsys.readouterr().err
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["epochs_done"] == 2
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, data, crystals, monkeypatch, capsys,
                                                                 signum, status):

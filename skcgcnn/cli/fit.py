@@ -219,7 +219,8 @@ def _fit_run(args, folder) -> int:
     named = args.target_name or (args.target if args.target and not Path(args.data).is_dir() else None)
     net = network(args, classification).set_params(target_name=named, target_unit=args.unit or None)
     callbacks = run_callbacks(folder, transformer, graphs[val], y[val], classification, args.epochs,
-                              lr_schedule=args.lr_schedule, lr_patience=args.lr_patience, patience=args.patience)
+                              lr_schedule=args.lr_schedule, lr_patience=args.lr_patience, patience=args.patience,
+                              signals=args.received_signals)
     net.set_params(callbacks=callbacks, callbacks__lr_scheduler=None,
                    callbacks__print_log__keys_ignored=["held_out_score", "held_out_score_best"])
     if done:
