@@ -148,8 +148,8 @@ def test_sigterm_from_outside_exits_143_and_the_run_resumes(tmp_path, data):
     while not history.is_file() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 143, err
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, (out[-1500:], err)
     assert "Continue with: skcgcnn fit --resume" in err and "Traceback" not in err
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "interrupted" and record["epochs_done"] >= 1
