@@ -127,3 +127,35 @@ def test_original_agreement_reads_each_reference_row_with_its_own_crystal(tmp_pa
         assert (r["rows"], r["tied"]) == (len(crystals), int(crystals.tie_at_12th.sum()))
         assert r["max_difference_no_tie"] <= 1e-5 and r["max_difference_tied"] <= 1e-5 and r["rows_beyond_1e_4"] == 0
         assert r["shared_supercell_2x1x1_max_change"] <= 1e-4 and r["shared_sites_reversed_max_change"] <= 1e-4
+
+
+def test_unseen_band_gap_leaves_out_the_listed_crystals_and_their_copies(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    from skcgcnn.pretrained import load
+
+    crystals = pd.read_csv(ROOT / "tests" / "data" / "real_crystals.csv", dtype={"id": str})
+    table = crystals[crystals.dataset == "mp_cgcnn_36737"][["id", "cif"]].reset_index(drop=True)
+    table["band_gap"] = [1.5, 2.0, 0.0, 0.0, 0.3, 1.0, 2.5, 0.2]
+    table["in_cgcnn_bandgap_ids"] = [1, 1, 1, 0, 0, 0, 0, 0]
+    copy = table.iloc[[0]].assign(id="copy-of-a-listed-crystal", band_gap=0.4, in_cgcnn_bandgap_ids=0)
+    table = pd.concat([copy, table[::-1]], ignore_index=True)
+    path = tmp_path / "data" / "mp_cgcnn_36737" / "mp_cgcnn_36737.csv.gz"
+    path.parent.mkdir(parents=True)
+    table.to_csv(path, index=False)
+    results = tmp_path / "unseen.jsonl"
+    subprocess.run([sys.executable, "unseen_band_gap.py", "--n-jobs", "1", "--results", str(results)],
+                   cwd=ROOT / "benchmarks", env={**os.environ, "SKCGCNN_DATA": str(tmp_path / "data")}, check=True,
+                   timeout=600, capture_output=True)
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["n"] for r in records] == [4, 2, 1, 1]  # all, below 0.5 eV, 0.5-2 eV, from 2 eV
+    assert records[0]["left_out_as_copies_of_listed"] == 1
+    unseen = table[(table.in_cgcnn_bandgap_ids == 0) & (table.band_gap > 0) & (table.id != "copy-of-a-listed-crystal")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        released = load("mp-band-gap").predict(unseen.cif.tolist())
+        old = load("band-gap").predict(unseen.cif.tolist())
+    assert records[0]["mae_released"] == pytest.approx(np.mean(np.abs(released - unseen.band_gap)), abs=1e-3)
+    assert records[0]["mae_2018_model"] == pytest.approx(np.mean(np.abs(old - unseen.band_gap)), abs=1e-3)
