@@ -1,5 +1,6 @@
 """Tuning across workers: distinct configurations, dead workers' trials failed, fixed settings, Ctrl-C."""
 
+import os
 import subprocess
 import sys
 import time
@@ -71,6 +72,19 @@ def test_a_killed_workers_trial_is_failed_when_the_study_resumes(tmp_path, data)
     _, err = other.communicate(timeout=300)
     assert other.returncode == 2
     assert "other fixed settings (max_epochs)" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_journal_lock_left_by_a_killed_worker_does_not_stop_the_next(tmp_path, data):
+    journal = tmp_path / "study.log"
+    first = _worker(data, journal, tmp_path / "a.skcgcnn", 1, 1)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    os.symlink(journal, f"{journal}.lock")  # what a worker killed while writing to the journal leaves behind
+    later = _worker(data, journal, tmp_path / "b.skcgcnn", 1, 1)
+    _, err = later.communicate(timeout=300)
+    assert later.returncode == 0, err
+    assert [t.state for t in _study(journal).trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
 
 
 class _CtrlC(Callback):
